@@ -1,0 +1,9 @@
+//! Leases: record types, the sharded in-memory store, the journal that makes them durable, and
+//! Kea memfile CSV import/export.
+
+pub mod csv;
+pub mod journal;
+pub mod store;
+pub mod types;
+
+pub use types::*;
