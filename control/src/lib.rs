@@ -1,0 +1,1 @@
+//! The xdhcp control process (HA, replication, control API). Being built.
