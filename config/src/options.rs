@@ -1,0 +1,1 @@
+//! Standard DHCPv4/DHCPv6 option definitions and Kea `option-data` encoding.
