@@ -7,6 +7,7 @@
 pub mod classify;
 pub mod model;
 pub mod options;
+mod jsonc;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
