@@ -78,7 +78,7 @@ pub enum HostIdentifier {
 /// A parsed Kea client-class `test` expression. Evaluated by [`crate::classify`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// A string/binary literal ('abc', 0x0102, or an integer literal as its decimal text).
+    /// A string/binary literal ('abc', 0x0102, or an integer literal as a 4-byte big-endian string, as Kea).
     Literal(Vec<u8>),
     /// `option[code].hex` (raw payload); `exists` is a separate node.
     OptionHex(u16),
