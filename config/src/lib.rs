@@ -5,9 +5,12 @@
 //! behaviour: the dataplane and control processes consume only [`model`].
 
 pub mod classify;
+mod dhcp;
+mod ha;
+mod jsonc;
 pub mod model;
 pub mod options;
-mod jsonc;
+mod walk;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -69,16 +72,55 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 /// Validates configuration text; `source` names it in diagnostics and in [`model::Config::source`].
+/// Every problem found is reported, not only the first.
 pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
-    let _ = text;
-    Ok(Loaded {
-        config: model::Config { source: source.to_path_buf(), dhcp4: None, dhcp6: None },
-        warnings: Vec::new(),
-    })
+    let mut ctx = walk::Ctx { file: source.to_path_buf(), errors: Vec::new(), warnings: Vec::new() };
+    let stripped = strip_comments(text);
+    let (clean, lex_warnings, lex_errors) = jsonc::relax(&stripped);
+    for n in lex_warnings {
+        ctx.warn(&n.json_path, n.message);
+    }
+    for n in lex_errors {
+        ctx.err(&n.json_path, n.message);
+    }
+    let root: serde_json::Value = match serde_json::from_str(&clean) {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.err(
+                &format!("line {}, column {}", e.line(), e.column()),
+                format!("invalid JSON: {e} (Kea's relaxed syntax allows only comments and trailing commas on top of JSON)"),
+            );
+            return Err(ConfigError { errors: ctx.errors });
+        }
+    };
+    let mut config = model::Config { source: source.to_path_buf(), dhcp4: None, dhcp6: None };
+    match &root {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match k.as_str() {
+                    "Dhcp4" => config.dhcp4 = dhcp::read_dhcp4(&mut ctx, v),
+                    "Dhcp6" => config.dhcp6 = dhcp::read_dhcp6(&mut ctx, v),
+                    "DhcpDdns" | "Control-agent" | "Netconf" => {
+                        ctx.warn(k, format!("section for another Kea daemon ({k}); xdhcp ignores it as kea-dhcp4 does"))
+                    }
+                    _ => ctx.err(k, format!("unknown top-level object '{k}': a configuration holds \"Dhcp4\" and/or \"Dhcp6\"")),
+                }
+            }
+            if !map.contains_key("Dhcp4") && !map.contains_key("Dhcp6") {
+                ctx.err("", "no \"Dhcp4\" or \"Dhcp6\" object: nothing to serve");
+            }
+        }
+        other => ctx.err("", format!("the configuration must be a JSON map with a \"Dhcp4\" or \"Dhcp6\" key, found {}", walk::type_name(other))),
+    }
+    if ctx.errors.is_empty() {
+        Ok(Loaded { config, warnings: ctx.warnings })
+    } else {
+        Err(ConfigError { errors: ctx.errors })
+    }
 }
 
 /// Removes Kea's comments (`//`, `/* */`, `#`) outside JSON strings. Every removed character is replaced
 /// by a space (newlines are kept) so line and column numbers stay those of the original text.
 pub fn strip_comments(text: &str) -> String {
-    text.to_string()
+    jsonc::strip_comments(text)
 }
