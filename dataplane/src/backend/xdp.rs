@@ -1,1 +1,619 @@
-//! AF_XDP backend (being written).
+//! The AF_XDP backend: attaches the XDP program to every configured interface (native mode, else
+//! generic), opens one AF_XDP socket per rx queue (zero-copy where the driver allows, else copy
+//! mode), and runs one pinned worker thread per socket. A worker receives a batch, hands every
+//! frame to its [`FrameHandler`] together with a free UMEM frame to write the reply into (no copy
+//! in user space), sends the batch with one wakeup, and recycles frames through the completion and
+//! fill rings. It owns sockets, rings, threads and the XDP attachment; the DHCP logic is the
+//! handler's. On stop the workers exit and the program is detached.
+//!
+//! Submodules are reusable on their own: [`xsk`] (AF_XDP sockets and rings, used by the load
+//! generator and the echo responder too), [`loader`] (the XDP program and its counters) and
+//! [`sys`] (interface facts, rtnetlink, bpf links, affinity).
+
+pub mod loader;
+pub mod sys;
+pub mod xsk;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use self::loader::{
+    AttachMode, AttachedMode, LoaderError, ProgramCounters, SteerPorts, XdpProgram,
+};
+use self::sys::InterfaceInfo;
+use self::xsk::{BindMode, XdpDesc, XskConfig, XskError, XskSocket};
+use super::{FrameHandler, Now, RxContext};
+
+/// Ethernet header plus one VLAN tag: what a frame adds on top of the MTU.
+const L2_OVERHEAD: u32 = 18;
+
+/// What the backend needs to run. Build it with [`XdpBackendConfig::new`] from the config's
+/// `Tuning` and adjust the rest if needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpBackendConfig {
+    /// Interfaces to serve (never a wildcard: DHCP answers only where configured).
+    pub interfaces: Vec<String>,
+    /// Entries in each of the four rings of every socket (power of two).
+    pub ring_size: u32,
+    /// UMEM frames per socket (at least 2 × `ring_size`).
+    pub frame_count: u32,
+    /// Frames taken from the RX ring per iteration.
+    pub batch_size: u32,
+    pub attach_mode: AttachMode,
+    pub bind_mode: BindMode,
+    /// CPUs to pin workers to, in worker order (wrapping). Empty: the CPUs this process may use.
+    pub cpus: Vec<usize>,
+    /// Empty polls of the RX ring before a worker sleeps in `poll(2)`. Spinning lowers latency
+    /// but burns a core another process (the load generator) may need.
+    pub idle_spins: u32,
+    /// Longest sleep in `poll(2)`: bounds how late a worker notices `stop` and runs `tick`.
+    pub poll_timeout_ms: i32,
+    /// Steered UDP ports (the server ports unless the program serves a load generator).
+    pub ports: SteerPorts,
+}
+
+impl XdpBackendConfig {
+    pub fn new(interfaces: Vec<String>, tuning: &xdhcp_config::model::Tuning) -> XdpBackendConfig {
+        XdpBackendConfig {
+            interfaces,
+            ring_size: tuning.ring_size,
+            frame_count: tuning.frame_count,
+            batch_size: 64,
+            attach_mode: AttachMode::Auto,
+            bind_mode: BindMode::Auto,
+            cpus: Vec::new(),
+            idle_spins: 1000,
+            poll_timeout_ms: 100,
+            ports: SteerPorts::SERVER,
+        }
+    }
+
+    fn xsk_config(&self) -> XskConfig {
+        let mut c = XskConfig::new(self.ring_size, self.frame_count);
+        c.bind_mode = self.bind_mode;
+        c
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error(
+        "no interface is configured for the AF_XDP backend (interfaces-config.interfaces is empty)"
+    )]
+    NoInterfaces,
+    #[error("interface `{0}` does not exist (check interfaces-config.interfaces and `ip link`)")]
+    UnknownInterface(String),
+    #[error("reading the settings of interface `{iface}` failed: {source}")]
+    Interface {
+        iface: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "interface `{iface}` has MTU {mtu}, too large for XDP with {frame_size}-byte UMEM frames: the largest \
+         MTU is {max}. Lower it (`ip link set dev {iface} mtu {max}`) — DHCP never needs more"
+    )]
+    MtuTooLarge {
+        iface: String,
+        mtu: u32,
+        max: u32,
+        frame_size: u32,
+    },
+    #[error("invalid AF_XDP settings: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error("interface `{iface}` queue {queue}: {source}")]
+    Socket {
+        iface: String,
+        queue: u32,
+        source: XskError,
+    },
+    #[error(
+        "interface `{iface}` queue {queue}: creating the AF_XDP socket was refused: {source}. {}",
+        loader::PRIVILEGE_HINT
+    )]
+    Permission {
+        iface: String,
+        queue: u32,
+        source: XskError,
+    },
+    #[error("starting worker thread {worker} failed: {source}")]
+    Spawn {
+        worker: usize,
+        source: std::io::Error,
+    },
+    #[error("worker {worker} (interface `{iface}` queue {queue}) panicked")]
+    WorkerPanicked {
+        worker: usize,
+        iface: String,
+        queue: u32,
+    },
+}
+
+/// One worker: which socket it serves and where it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// Index passed to `make_handler`, 0..worker count, interfaces in config order, queues in order.
+    pub worker: usize,
+    pub iface: String,
+    pub ifindex: u32,
+    pub queue: u32,
+    pub cpu: usize,
+    pub zero_copy: bool,
+}
+
+/// Live counters of one worker. Single writer (the worker) with relaxed stores; readers may see
+/// values a batch old.
+#[derive(Debug, Default)]
+#[repr(align(128))] // one cache line pair per worker: no false sharing between workers
+pub struct QueueStats {
+    rx_frames: AtomicU64,
+    replies: AtomicU64,
+    no_reply: AtomicU64,
+    bad_reply_len: AtomicU64,
+    tx_ring_full: AtomicU64,
+    tx_no_frame: AtomicU64,
+    tx_wakeups: AtomicU64,
+    tx_wakeup_errors: AtomicU64,
+    ticks: AtomicU64,
+    kernel_rx_dropped: AtomicU64,
+    kernel_rx_ring_full: AtomicU64,
+    kernel_fill_empty: AtomicU64,
+}
+
+/// A reading of [`QueueStats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    pub rx_frames: u64,
+    /// Replies queued for transmission.
+    pub replies: u64,
+    /// Frames the handler answered with nothing (not for us, malformed, or no reply due).
+    pub no_reply: u64,
+    /// The handler returned a length larger than the frame: dropped (a handler bug).
+    pub bad_reply_len: u64,
+    /// Replies dropped because the TX ring was full.
+    pub tx_ring_full: u64,
+    /// Requests dropped because no UMEM frame was free for the reply.
+    pub tx_no_frame: u64,
+    pub tx_wakeups: u64,
+    pub tx_wakeup_errors: u64,
+    pub ticks: u64,
+    /// The kernel's drops on this socket (`XDP_STATISTICS`), read once a second.
+    pub kernel_rx_dropped: u64,
+    pub kernel_rx_ring_full: u64,
+    pub kernel_fill_empty: u64,
+}
+
+impl QueueStats {
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        QueueSnapshot {
+            rx_frames: r(&self.rx_frames),
+            replies: r(&self.replies),
+            no_reply: r(&self.no_reply),
+            bad_reply_len: r(&self.bad_reply_len),
+            tx_ring_full: r(&self.tx_ring_full),
+            tx_no_frame: r(&self.tx_no_frame),
+            tx_wakeups: r(&self.tx_wakeups),
+            tx_wakeup_errors: r(&self.tx_wakeup_errors),
+            ticks: r(&self.ticks),
+            kernel_rx_dropped: r(&self.kernel_rx_dropped),
+            kernel_rx_ring_full: r(&self.kernel_rx_ring_full),
+            kernel_fill_empty: r(&self.kernel_fill_empty),
+        }
+    }
+
+    fn publish(&self, s: &QueueSnapshot) {
+        let w = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        w(&self.rx_frames, s.rx_frames);
+        w(&self.replies, s.replies);
+        w(&self.no_reply, s.no_reply);
+        w(&self.bad_reply_len, s.bad_reply_len);
+        w(&self.tx_ring_full, s.tx_ring_full);
+        w(&self.tx_no_frame, s.tx_no_frame);
+        w(&self.tx_wakeups, s.tx_wakeups);
+        w(&self.tx_wakeup_errors, s.tx_wakeup_errors);
+        w(&self.ticks, s.ticks);
+        w(&self.kernel_rx_dropped, s.kernel_rx_dropped);
+        w(&self.kernel_rx_ring_full, s.kernel_rx_ring_full);
+        w(&self.kernel_fill_empty, s.kernel_fill_empty);
+    }
+}
+
+/// Everything the backend counts: per worker, and per interface what the XDP program steered or
+/// passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpStats {
+    pub queues: Vec<(QueueInfo, QueueSnapshot)>,
+    pub programs: Vec<(String, ProgramCounters)>,
+}
+
+struct Worker {
+    info: QueueInfo,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// A running AF_XDP backend. Dropping it stops the workers and detaches the XDP programs.
+pub struct XdpBackend {
+    workers: Vec<Worker>,
+    stats: Arc<[QueueStats]>,
+    stop: Arc<AtomicBool>,
+    /// Declared after the workers so that, on drop, threads are joined (sockets closed) before
+    /// the programs are detached and their maps freed.
+    programs: Vec<XdpProgram>,
+}
+
+impl std::fmt::Debug for XdpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpBackend")
+            .field(
+                "queues",
+                &self.workers.iter().map(|w| &w.info).collect::<Vec<_>>(),
+            )
+            .field("programs", &self.programs)
+            .finish()
+    }
+}
+
+/// Resolves and checks the configured interfaces without touching them: their indexes, queue
+/// counts (the worker count is their sum) and MTUs. [`XdpBackend::start`] does the same first.
+pub fn plan(cfg: &XdpBackendConfig) -> Result<Vec<InterfaceInfo>, XdpError> {
+    if cfg.interfaces.is_empty() {
+        return Err(XdpError::NoInterfaces);
+    }
+    let xcfg = cfg.xsk_config();
+    let max_mtu = xcfg.max_rx_frame().saturating_sub(L2_OVERHEAD);
+    let mut out = Vec::with_capacity(cfg.interfaces.len());
+    for name in &cfg.interfaces {
+        let info = sys::interface_info(name)
+            .map_err(|source| XdpError::Interface {
+                iface: name.clone(),
+                source,
+            })?
+            .ok_or_else(|| XdpError::UnknownInterface(name.clone()))?;
+        if info.mtu > max_mtu {
+            return Err(XdpError::MtuTooLarge {
+                iface: name.clone(),
+                mtu: info.mtu,
+                max: max_mtu,
+                frame_size: xcfg.frame_size,
+            });
+        }
+        if info.rx_queues > loader::MAX_QUEUES {
+            return Err(LoaderError::TooManyQueues {
+                iface: name.clone(),
+                queues: info.rx_queues,
+            }
+            .into());
+        }
+        out.push(info);
+    }
+    Ok(out)
+}
+
+impl XdpBackend {
+    /// Starts serving: checks interfaces, loads and attaches the program, opens one socket per
+    /// rx queue and starts one worker per socket, whose handler comes from
+    /// `make_handler(worker_index)` (called here, on the calling thread, in worker order).
+    pub fn start(
+        cfg: &XdpBackendConfig,
+        make_handler: &dyn Fn(usize) -> Box<dyn FrameHandler>,
+    ) -> Result<XdpBackend, XdpError> {
+        if cfg.batch_size == 0 || cfg.batch_size > cfg.ring_size {
+            return Err(XdpError::Config(format!(
+                "batch size {} must be in 1..=ring size {}",
+                cfg.batch_size, cfg.ring_size
+            )));
+        }
+        let ifaces = plan(cfg)?;
+        match sys::raise_memlock() {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not raise RLIMIT_MEMLOCK; UMEM registration may fail")
+            }
+        }
+        let xcfg = cfg.xsk_config();
+        let cpus = if cfg.cpus.is_empty() {
+            sys::allowed_cpus()
+        } else {
+            cfg.cpus.clone()
+        };
+
+        let mut programs = Vec::with_capacity(ifaces.len());
+        let mut sockets = Vec::new();
+        let mut infos = Vec::new();
+        for iface in &ifaces {
+            let mut prog = XdpProgram::load(iface.rx_queues, cfg.ports)?;
+            for queue in 0..iface.rx_queues {
+                let sock = XskSocket::new(iface.ifindex, queue, &xcfg).map_err(|source| {
+                    let perm = matches!(&source, XskError::Socket(e) | XskError::Bind { source: e, .. }
+                        if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)));
+                    if perm {
+                        XdpError::Permission { iface: iface.name.clone(), queue, source }
+                    } else {
+                        XdpError::Socket { iface: iface.name.clone(), queue, source }
+                    }
+                })?;
+                prog.register_socket(queue, std::os::fd::AsRawFd::as_raw_fd(&sock))?;
+                let worker = infos.len();
+                infos.push(QueueInfo {
+                    worker,
+                    iface: iface.name.clone(),
+                    ifindex: iface.ifindex,
+                    queue,
+                    cpu: cpus[worker % cpus.len()],
+                    zero_copy: sock.is_zero_copy(),
+                });
+                sockets.push((
+                    sock,
+                    RxContext {
+                        ifindex: iface.ifindex,
+                        queue,
+                        if_mac: iface.mac,
+                        if_ipv4: iface.ipv4,
+                    },
+                ));
+            }
+            // Sockets are in the map before the program sees the first frame, so no DHCP leaks
+            // to the kernel at startup.
+            let mode = prog.attach(&iface.name, iface.ifindex, cfg.attach_mode)?;
+            let zc = infos
+                .iter()
+                .filter(|q| q.ifindex == iface.ifindex && q.zero_copy)
+                .count();
+            tracing::info!(
+                iface = %iface.name,
+                queues = iface.rx_queues,
+                xdp_mode = %mode,
+                socket_mode = if zc as u32 == iface.rx_queues { "zero-copy" } else if zc == 0 { "copy" } else { "mixed" },
+                "AF_XDP backend ready on interface"
+            );
+            programs.push(prog);
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats: Arc<[QueueStats]> = (0..infos.len()).map(|_| QueueStats::default()).collect();
+        let mut backend = XdpBackend {
+            workers: Vec::with_capacity(infos.len()),
+            stats,
+            stop,
+            programs,
+        };
+        for ((sock, ctx), info) in sockets.into_iter().zip(infos) {
+            let handler = make_handler(info.worker);
+            let params = WorkerParams {
+                batch: cfg.batch_size as usize,
+                idle_spins: cfg.idle_spins,
+                poll_timeout_ms: cfg.poll_timeout_ms.clamp(1, 1000),
+                cpu: info.cpu,
+            };
+            let stop = Arc::clone(&backend.stop);
+            let stats = Arc::clone(&backend.stats);
+            let w = info.worker;
+            let handle = std::thread::Builder::new()
+                .name(format!("xdhcp-xdp-{}-q{}", info.iface, info.queue))
+                .spawn(move || run_worker(sock, handler, ctx, &stop, &stats[w], params))
+                // Dropping `backend` on this error stops and joins the workers already started.
+                .map_err(|source| XdpError::Spawn { worker: w, source })?;
+            backend.workers.push(Worker {
+                info,
+                handle: Some(handle),
+            });
+        }
+        Ok(backend)
+    }
+
+    /// The workers, in worker order.
+    pub fn queues(&self) -> Vec<QueueInfo> {
+        self.workers.iter().map(|w| w.info.clone()).collect()
+    }
+
+    /// Interfaces and the XDP mode each is attached in.
+    pub fn attached(&self) -> Vec<(String, AttachedMode)> {
+        self.programs
+            .iter()
+            .filter_map(|p| p.attached().map(|(i, m)| (i.to_string(), m)))
+            .collect()
+    }
+
+    /// Counters of every worker and of every interface's XDP program.
+    pub fn stats(&self) -> Result<XdpStats, XdpError> {
+        let queues = self
+            .workers
+            .iter()
+            .map(|w| (w.info.clone(), self.stats[w.info.worker].snapshot()))
+            .collect();
+        let mut programs = Vec::with_capacity(self.programs.len());
+        for p in &self.programs {
+            let name = p.attached().map(|(i, _)| i.to_string()).unwrap_or_default();
+            programs.push((name, p.counters()?));
+        }
+        Ok(XdpStats { queues, programs })
+    }
+
+    /// Whether every worker is still running (a worker only ends early by panicking).
+    pub fn is_healthy(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| w.handle.as_ref().is_some_and(|h| !h.is_finished()))
+    }
+
+    /// Stops the workers, waits for them, and detaches the XDP programs. Reports a worker that
+    /// panicked.
+    pub fn stop(mut self) -> Result<(), XdpError> {
+        let r = self.join_all();
+        self.programs.clear(); // detach now, not at some later drop
+        r
+    }
+
+    fn join_all(&mut self) -> Result<(), XdpError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut result = Ok(());
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                if h.join().is_err() && result.is_ok() {
+                    result = Err(XdpError::WorkerPanicked {
+                        worker: w.info.worker,
+                        iface: w.info.iface.clone(),
+                        queue: w.info.queue,
+                    });
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Drop for XdpBackend {
+    fn drop(&mut self) {
+        if let Err(e) = self.join_all() {
+            tracing::error!(error = %e, "AF_XDP worker failed");
+        }
+    }
+}
+
+/// Runs the backend until `stop` becomes true (checked every 100 ms), calling `on_stats` about
+/// once a second. Returns early with an error if a worker dies. The programs are detached
+/// before this returns.
+pub fn run(
+    cfg: &XdpBackendConfig,
+    make_handler: &dyn Fn(usize) -> Box<dyn FrameHandler>,
+    stop: &AtomicBool,
+    on_stats: &mut dyn FnMut(&XdpStats),
+) -> Result<(), XdpError> {
+    let backend = XdpBackend::start(cfg, make_handler)?;
+    let mut since_stats = 0;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if !backend.is_healthy() {
+            break;
+        }
+        since_stats += 1;
+        if since_stats >= 10 {
+            since_stats = 0;
+            match backend.stats() {
+                Ok(s) => on_stats(&s),
+                Err(e) => tracing::warn!(error = %e, "reading AF_XDP statistics failed"),
+            }
+        }
+    }
+    backend.stop()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WorkerParams {
+    batch: usize,
+    idle_spins: u32,
+    poll_timeout_ms: i32,
+    cpu: usize,
+}
+
+const TICK_NS: u64 = 1_000_000_000;
+
+fn run_worker(
+    mut sock: XskSocket,
+    mut handler: Box<dyn FrameHandler>,
+    ctx: RxContext,
+    stop: &AtomicBool,
+    stats: &QueueStats,
+    p: WorkerParams,
+) {
+    if let Err(e) = sys::pin_current_thread(p.cpu) {
+        tracing::warn!(cpu = p.cpu, queue = ctx.queue, error = %e, "could not pin AF_XDP worker");
+    }
+    // The only allocation of the worker: its descriptor batch, made once.
+    let mut descs = vec![XdpDesc::default(); p.batch];
+    let mut local = QueueSnapshot::default();
+    let mut now = Now::read();
+    handler.tick(now);
+    local.ticks += 1;
+    let mut last_tick = now.mono_ns;
+    let mut idle = 0u32;
+
+    while !stop.load(Ordering::Relaxed) {
+        let n = sock.recv(&mut descs);
+        if n == 0 {
+            idle += 1;
+            if idle >= p.idle_spins {
+                idle = 0;
+                // Also pushes out TX the kernel has not taken yet and returns completed frames.
+                sock.tx_flush();
+                sock.refill();
+                if let Err(e) = sock.poll_rx(p.poll_timeout_ms) {
+                    tracing::warn!(queue = ctx.queue, error = %e, "poll on AF_XDP socket failed");
+                    std::thread::sleep(Duration::from_millis(p.poll_timeout_ms as u64));
+                }
+                now = Now::read();
+                maybe_tick(&mut *handler, &sock, now, &mut last_tick, &mut local, stats);
+            } else {
+                std::hint::spin_loop();
+            }
+            continue;
+        }
+        idle = 0;
+        now = Now::read();
+        for d in &descs[..n] {
+            match sock.alloc_frame() {
+                None => local.tx_no_frame += 1,
+                Some(tx) => {
+                    let (rx, buf) = sock.rx_and_tx(d, tx);
+                    let cap = buf.len();
+                    match handler.handle_frame(now, &ctx, rx, buf) {
+                        Some(len) if len > 0 && len <= cap => {
+                            if let Err(f) = sock.tx_push(tx, len as u32) {
+                                local.tx_ring_full += 1;
+                                sock.free_frame(f);
+                            } else {
+                                local.replies += 1;
+                            }
+                        }
+                        Some(_) => {
+                            local.bad_reply_len += 1;
+                            sock.free_frame(tx);
+                        }
+                        None => {
+                            local.no_reply += 1;
+                            sock.free_frame(tx);
+                        }
+                    }
+                }
+            }
+            sock.release_rx(d);
+        }
+        local.rx_frames += n as u64;
+        sock.tx_flush();
+        sock.refill();
+        let c = sock.counters();
+        local.tx_wakeups = c.tx_wakeups;
+        local.tx_wakeup_errors = c.tx_wakeup_errors;
+        stats.publish(&local);
+        maybe_tick(&mut *handler, &sock, now, &mut last_tick, &mut local, stats);
+    }
+    handler.tick(Now::read());
+    local.ticks += 1;
+    stats.publish(&local);
+}
+
+fn maybe_tick(
+    handler: &mut dyn FrameHandler,
+    sock: &XskSocket,
+    now: Now,
+    last_tick: &mut u64,
+    local: &mut QueueSnapshot,
+    stats: &QueueStats,
+) {
+    if now.mono_ns.saturating_sub(*last_tick) < TICK_NS {
+        return;
+    }
+    *last_tick = now.mono_ns;
+    handler.tick(now);
+    local.ticks += 1;
+    if let Ok(k) = sock.kernel_stats() {
+        local.kernel_rx_dropped = k.rx_dropped;
+        local.kernel_rx_ring_full = k.rx_ring_full;
+        local.kernel_fill_empty = k.rx_fill_ring_empty_descs;
+    }
+    stats.publish(local);
+}
