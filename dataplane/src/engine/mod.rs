@@ -1,0 +1,113 @@
+//! The sans-IO DHCP engine. A [`Worker`] takes a received frame and the current time and returns
+//! the reply frame to send; it owns no socket, clock, thread or file. Every backend (plain
+//! sockets, AF_XDP) runs one `Worker` per thread through the [`crate::backend::FrameHandler`] trait.
+//! All workers share one [`Shared`]: the compiled configuration, the lease store, the HA gate and
+//! the statistics; each has its own journal producer and parse scratch space, so the per-packet
+//! path allocates nothing.
+
+pub mod ha_gate;
+pub mod lb_hash;
+pub mod options;
+pub mod runtime4;
+pub mod stats;
+pub mod v4;
+
+use crate::backend::{FrameHandler, Now, RxContext};
+use crate::lease::store::LeaseStore;
+use crate::lease::LeaseChange;
+use crate::wire::frame::{parse_udp_frame, L3};
+use crate::wire::{dhcp4::Dhcp4Scratch, DropReason};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Where a worker sends lease changes to make them durable (the journal). Never blocks.
+pub trait LeaseSink: Send {
+    /// True if the next `push` is guaranteed to succeed (single producer per sink).
+    fn has_room(&self) -> bool;
+    /// Queue a change; false if the queue is full (the change was not recorded).
+    fn push(&self, change: LeaseChange) -> bool;
+}
+
+/// A sink for in-memory operation (`lease-database.persist: false`) and unit tests.
+#[derive(Default)]
+pub struct NullSink;
+
+impl LeaseSink for NullSink {
+    fn has_room(&self) -> bool {
+        true
+    }
+    fn push(&self, _: LeaseChange) -> bool {
+        true
+    }
+}
+
+/// A sink that records changes, for tests.
+#[derive(Default, Clone)]
+pub struct VecSink(pub Arc<parking_lot::Mutex<Vec<LeaseChange>>>);
+
+impl LeaseSink for VecSink {
+    fn has_room(&self) -> bool {
+        true
+    }
+    fn push(&self, c: LeaseChange) -> bool {
+        self.0.lock().push(c);
+        true
+    }
+}
+
+/// State shared by all workers.
+pub struct Shared {
+    pub rt4: Option<runtime4::Runtime4>,
+    pub store: Arc<LeaseStore>,
+    pub gate: ha_gate::HaGate,
+    pub stats: stats::Stats,
+    /// `dhcp-disable`: when false nothing is answered (counted as `Disabled`).
+    pub enabled: AtomicBool,
+    /// Interfaces served: (ifindex, name), for subnet selection by interface.
+    pub interfaces: Vec<(u32, String)>,
+}
+
+impl Shared {
+    pub fn ifname(&self, ifindex: u32) -> &str {
+        self.interfaces.iter().find(|(i, _)| *i == ifindex).map_or("", |(_, n)| n.as_str())
+    }
+}
+
+/// One worker: per-thread scratch and journal producer around the shared state.
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub index: usize,
+    pub sink: Box<dyn LeaseSink>,
+    pub scratch4: Box<Dhcp4Scratch>,
+    pub stats: Arc<stats::WorkerStats>,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, index: usize, sink: Box<dyn LeaseSink>) -> Worker {
+        let stats = shared.stats.worker(index);
+        Worker { shared, index, sink, scratch4: Box::default(), stats }
+    }
+
+    fn drop_frame(&self, r: DropReason) -> Option<usize> {
+        self.stats.dropped(r);
+        None
+    }
+}
+
+impl FrameHandler for Worker {
+    fn handle_frame(&mut self, now: Now, ctx: &RxContext, rx: &[u8], tx: &mut [u8]) -> Option<usize> {
+        let f = match parse_udp_frame(rx) {
+            Ok(f) => f,
+            Err(r) => return self.drop_frame(r),
+        };
+        if !self.shared.enabled.load(Ordering::Relaxed) {
+            return self.drop_frame(DropReason::Disabled);
+        }
+        match f.l3 {
+            L3::V4 { .. } if f.dst_port == crate::wire::dhcp4::SERVER_PORT => v4::handle(self, now, ctx, &f, rx, tx),
+            _ => self.drop_frame(DropReason::NotDhcpPort),
+        }
+    }
+
+    fn tick(&mut self, _now: Now) {}
+}

@@ -1,6 +1,7 @@
 //! Leases: record types, the sharded in-memory store, the journal that makes them durable, and
 //! Kea memfile CSV import/export.
 
+pub mod alloc;
 pub mod csv;
 pub mod journal;
 pub mod store;

@@ -1,0 +1,88 @@
+//! Packet statistics. Each worker owns its counters (relaxed atomics on its own cache lines, so
+//! counting costs no contention); readers sum them. Names follow Kea's `statistic-get-all`.
+
+use crate::wire::DropReason;
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+pub const MSG_TYPES: usize = 9;
+
+#[derive(Default)]
+pub struct WorkerStats {
+    pub received4: CachePadded<[AtomicU64; MSG_TYPES]>,
+    pub sent4: CachePadded<[AtomicU64; MSG_TYPES]>,
+    pub drops: CachePadded<[AtomicU64; DropReason::COUNT]>,
+    pub received6: [AtomicU64; 14],
+    pub sent6: [AtomicU64; 14],
+}
+
+impl WorkerStats {
+    pub fn dropped(&self, r: DropReason) {
+        self.drops[r as usize].fetch_add(1, Relaxed);
+    }
+    pub fn received4(&self, t: u8) {
+        self.received4[usize::from(t).min(MSG_TYPES - 1)].fetch_add(1, Relaxed);
+    }
+    pub fn sent4(&self, t: u8) {
+        self.sent4[usize::from(t).min(MSG_TYPES - 1)].fetch_add(1, Relaxed);
+    }
+}
+
+/// All workers' counters.
+#[derive(Default)]
+pub struct Stats {
+    workers: Mutex<Vec<Arc<WorkerStats>>>,
+}
+
+const V4_NAMES: [&str; MSG_TYPES] = ["unknown", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"];
+
+impl Stats {
+    /// The counters of worker `i` (created on first use).
+    pub fn worker(&self, i: usize) -> Arc<WorkerStats> {
+        let mut w = self.workers.lock();
+        while w.len() <= i {
+            w.push(Arc::default());
+        }
+        w[i].clone()
+    }
+
+    fn sum(&self, f: &dyn Fn(&WorkerStats) -> u64) -> u64 {
+        self.workers.lock().iter().map(|w| f(w)).sum()
+    }
+
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.sum(&|w| w.drops[r as usize].load(Relaxed))
+    }
+
+    /// Every statistic as (name, value), Kea's names where Kea has one.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let received: u64 = self.sum(&|w| w.received4.iter().map(|c| c.load(Relaxed)).sum());
+        out.push(("pkt4-received".to_string(), received));
+        for (t, name) in V4_NAMES.iter().enumerate().skip(1) {
+            if matches!(t, 1 | 3 | 4 | 7 | 8) {
+                out.push((format!("pkt4-{name}-received"), self.sum(&|w| w.received4[t].load(Relaxed))));
+            }
+            if matches!(t, 2 | 5 | 6) {
+                out.push((format!("pkt4-{name}-sent"), self.sum(&|w| w.sent4[t].load(Relaxed))));
+            }
+        }
+        let sent: u64 = self.sum(&|w| w.sent4.iter().map(|c| c.load(Relaxed)).sum());
+        out.push(("pkt4-sent".to_string(), sent));
+        let mut malformed = 0;
+        let mut dropped = 0;
+        for r in DropReason::ALL {
+            let v = self.drops(r);
+            dropped += v;
+            if r.is_malformed() {
+                malformed += v;
+            }
+            out.push((format!("xdhcp-drop-{}", r.name()), v));
+        }
+        out.push(("pkt4-parse-failed".to_string(), malformed));
+        out.push(("pkt4-receive-drop".to_string(), dropped));
+        out
+    }
+}
