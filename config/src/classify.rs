@@ -40,7 +40,11 @@ pub fn eval_bool(e: &Expr, input: &dyn ClassifyInput, member: &dyn Fn(&str) -> b
 }
 
 /// Evaluates a string-valued expression.
-pub fn eval_str<'a>(e: &'a Expr, input: &'a dyn ClassifyInput, member: &dyn Fn(&str) -> bool) -> Cow<'a, [u8]> {
+pub fn eval_str<'a>(
+    e: &'a Expr,
+    input: &'a dyn ClassifyInput,
+    member: &dyn Fn(&str) -> bool,
+) -> Cow<'a, [u8]> {
     match e {
         Expr::Literal(v) => Cow::Borrowed(v),
         Expr::OptionHex(c) | Expr::OptionText(c) => Cow::Borrowed(input.option(*c).unwrap_or(&[])),
@@ -138,7 +142,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
             continue;
         }
         if c == b'\'' {
-            let end = s[i + 1..].find('\'').ok_or_else(|| format!("unterminated string starting at offset {i}"))?;
+            let end = s[i + 1..]
+                .find('\'')
+                .ok_or_else(|| format!("unterminated string starting at offset {i}"))?;
             out.push((start, Tok::Str(s[i + 1..i + 1 + end].to_string())));
             i += end + 2;
             continue;
@@ -148,7 +154,8 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
             while i < b.len() && b[i].is_ascii_hexdigit() {
                 i += 1;
             }
-            let bytes = crate::options::parse_hex(&s[start..i]).map_err(|e| format!("offset {start}: {e}"))?;
+            let bytes = crate::options::parse_hex(&s[start..i])
+                .map_err(|e| format!("offset {start}: {e}"))?;
             out.push((start, Tok::Hex(bytes)));
             continue;
         }
@@ -157,7 +164,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
-            let n: i64 = s[start..i].parse().map_err(|_| format!("offset {start}: integer '{}' too large", &s[start..i]))?;
+            let n: i64 = s[start..i]
+                .parse()
+                .map_err(|_| format!("offset {start}: integer '{}' too large", &s[start..i]))?;
             out.push((start, Tok::Int(n)));
             continue;
         }
@@ -179,7 +188,12 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, String> {
                 i += 1;
                 "=="
             }
-            _ => return Err(format!("unexpected character '{}' at offset {i}", c as char)),
+            _ => {
+                return Err(format!(
+                    "unexpected character '{}' at offset {i}",
+                    c as char
+                ))
+            }
         };
         i += 1;
         out.push((start, Tok::Punct(p)));
@@ -229,8 +243,16 @@ impl Parser<'_> {
         if e.1 != k {
             return Err(format!(
                 "{what} must be {} but got {}",
-                if k == Kind::Bool { "a boolean (a comparison, exists, member, not/and/or)" } else { "a string" },
-                if e.1 == Kind::Bool { "a boolean" } else { "a string" }
+                if k == Kind::Bool {
+                    "a boolean (a comparison, exists, member, not/and/or)"
+                } else {
+                    "a string"
+                },
+                if e.1 == Kind::Bool {
+                    "a boolean"
+                } else {
+                    "a string"
+                }
             ));
         }
         Ok(e.0)
@@ -322,7 +344,9 @@ impl Parser<'_> {
 
     fn primary(&mut self) -> Result<(Expr, Kind), String> {
         let at = self.at();
-        let t = self.next().ok_or_else(|| "unexpected end of the expression".to_string())?;
+        let t = self
+            .next()
+            .ok_or_else(|| "unexpected end of the expression".to_string())?;
         let s = Kind::Str;
         Ok(match t {
             Tok::Punct("(") => {
@@ -449,7 +473,10 @@ impl Parser<'_> {
 fn show(t: &Tok) -> String {
     match t {
         Tok::Str(s) => format!("'{s}'"),
-        Tok::Hex(h) => format!("0x{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        Tok::Hex(h) => format!(
+            "0x{}",
+            h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
         Tok::Int(n) => n.to_string(),
         Tok::Ident(i) => format!("'{i}'"),
         Tok::Punct(p) => format!("'{p}'"),
@@ -462,7 +489,10 @@ pub fn parse(text: &str, defs: &OptionDefs) -> Result<Expr, String> {
     let mut p = Parser { toks, pos: 0, defs };
     let e = p.or()?;
     if p.pos < p.toks.len() {
-        return Err(format!("unexpected {} after a complete expression", p.at().trim_start_matches("at ")));
+        return Err(format!(
+            "unexpected {} after a complete expression",
+            p.at().trim_start_matches("at ")
+        ));
     }
     p.want(e, Kind::Bool, "a class test")
 }
@@ -480,10 +510,16 @@ mod tests {
 
     impl ClassifyInput for Pkt {
         fn option(&self, code: u16) -> Option<&[u8]> {
-            self.opts.iter().find(|o| o.0 == code).map(|o| o.1.as_slice())
+            self.opts
+                .iter()
+                .find(|o| o.0 == code)
+                .map(|o| o.1.as_slice())
         }
         fn relay4_suboption(&self, sub: u8) -> Option<&[u8]> {
-            self.relay.iter().find(|o| o.0 == sub).map(|o| o.1.as_slice())
+            self.relay
+                .iter()
+                .find(|o| o.0 == sub)
+                .map(|o| o.1.as_slice())
         }
         fn pkt_field(&self, f: PktField) -> Vec<u8> {
             match f {
@@ -518,7 +554,10 @@ mod tests {
         check("pkt4.msgtype == 1", true);
         check("pkt4.transid == 0", true);
         check("substring(option[60].hex,0,6) == 'Aastra'", true);
-        check("substring(option[vendor-class-identifier].text, -5, all) == '6731i'", true);
+        check(
+            "substring(option[vendor-class-identifier].text, -5, all) == '6731i'",
+            true,
+        );
         check("option[61].exists and not option[82].exists", true);
         check("relay4[1].hex == 'port7' or false", true);
         check("member('HA_server1') and not member('other')", true);
@@ -532,11 +571,23 @@ mod tests {
     #[test]
     fn errors_are_precise() {
         let defs = OptionDefs::standard(Universe::V4);
-        assert!(parse("pkt4.mac", &defs).unwrap_err().contains("must be a boolean"));
-        assert!(parse("vendor[4491].exists", &defs).unwrap_err().contains("not supported"));
-        assert!(parse("option[300].hex == 'a'", &defs).unwrap_err().contains("out of range"));
-        assert!(parse("option[61].exists and", &defs).unwrap_err().contains("end of the expression"));
-        assert!(parse("'a' == 'b' 'c'", &defs).unwrap_err().contains("after a complete expression"));
-        assert!(parse("option[no-such].hex == 'a'", &defs).unwrap_err().contains("unknown option name"));
+        assert!(parse("pkt4.mac", &defs)
+            .unwrap_err()
+            .contains("must be a boolean"));
+        assert!(parse("vendor[4491].exists", &defs)
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse("option[300].hex == 'a'", &defs)
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse("option[61].exists and", &defs)
+            .unwrap_err()
+            .contains("end of the expression"));
+        assert!(parse("'a' == 'b' 'c'", &defs)
+            .unwrap_err()
+            .contains("after a complete expression"));
+        assert!(parse("option[no-such].hex == 'a'", &defs)
+            .unwrap_err()
+            .contains("unknown option name"));
     }
 }

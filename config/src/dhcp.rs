@@ -81,9 +81,30 @@ macro_rules! inherit {
 impl Params {
     fn over(mut self, parent: &Params) -> Params {
         inherit!(
-            self, parent, valid, preferred, renew, rebind, calc_tee, t1, t2, match_client_id, authoritative, next_server,
-            server_hostname, boot_file_name, res_global, res_in_subnet, res_out_of_pool, rapid_commit, interface, relay,
-            interface_id, client_class, require_classes, ha_server_name
+            self,
+            parent,
+            valid,
+            preferred,
+            renew,
+            rebind,
+            calc_tee,
+            t1,
+            t2,
+            match_client_id,
+            authoritative,
+            next_server,
+            server_hostname,
+            boot_file_name,
+            res_global,
+            res_in_subnet,
+            res_out_of_pool,
+            rapid_commit,
+            interface,
+            relay,
+            interface_id,
+            client_class,
+            require_classes,
+            ha_server_name
         );
         self
     }
@@ -97,15 +118,34 @@ fn read_triple(o: &mut Obj, ctx: &mut Ctx, name: &str) -> Option<Triple> {
     let max = o.u32(ctx, &format!("max-{name}"));
     let t = match (min, def, max) {
         (None, None, None) => return None,
-        (mn, Some(d), mx) => Triple { min: mn.unwrap_or(d), def: d, max: mx.unwrap_or(d) },
-        (Some(mn), None, Some(mx)) => Triple { min: mn, def: mn + (mx.saturating_sub(mn)) / 2, max: mx },
-        (Some(mn), None, None) => Triple { min: mn, def: mn, max: mn },
-        (None, None, Some(mx)) => Triple { min: mx, def: mx, max: mx },
+        (mn, Some(d), mx) => Triple {
+            min: mn.unwrap_or(d),
+            def: d,
+            max: mx.unwrap_or(d),
+        },
+        (Some(mn), None, Some(mx)) => Triple {
+            min: mn,
+            def: mn + (mx.saturating_sub(mn)) / 2,
+            max: mx,
+        },
+        (Some(mn), None, None) => Triple {
+            min: mn,
+            def: mn,
+            max: mn,
+        },
+        (None, None, Some(mx)) => Triple {
+            min: mx,
+            def: mx,
+            max: mx,
+        },
     };
     if t.min > t.def || t.def > t.max {
         ctx.err(
             &o.p(name),
-            format!("min-{name} ({}) <= {name} ({}) <= max-{name} ({}) does not hold; fix the bounds", t.min, t.def, t.max),
+            format!(
+                "min-{name} ({}) <= {name} ({}) <= max-{name} ({}) does not hold; fix the bounds",
+                t.min, t.def, t.max
+            ),
         );
     }
     Some(t)
@@ -128,13 +168,19 @@ fn read_params(o: &mut Obj, ctx: &mut Ctx, fam: Fam, level: Level) -> Params {
     for (k, v) in [("t1-percent", p.t1), ("t2-percent", p.t2)] {
         if let Some(v) = v {
             if !(v > 0.0 && v < 1.0) {
-                ctx.err(&o.p(k), format!("{v} must be greater than 0 and less than 1"));
+                ctx.err(
+                    &o.p(k),
+                    format!("{v} must be greater than 0 and less than 1"),
+                );
             }
         }
     }
     if let (Some(a), Some(b)) = (p.t1, p.t2) {
         if a >= b {
-            ctx.err(&o.p("t1-percent"), format!("t1-percent ({a}) must be less than t2-percent ({b})"));
+            ctx.warn(
+                &o.p("t1-percent"),
+                format!("t1-percent ({a}) is not less than t2-percent ({b}): clients would renew no earlier than they rebind; Kea accepts this, but it is almost certainly a mistake"),
+            );
         }
     }
     match fam {
@@ -148,22 +194,36 @@ fn read_params(o: &mut Obj, ctx: &mut Ctx, fam: Fam, level: Level) -> Params {
                     Err(_) => ctx.err(&o.p("next-server"), format!("'{s}' is not an IPv4 address")),
                 }
             }
-            p.server_hostname = o.str(ctx, "server-hostname").filter(|s| !s.is_empty()).map(str::to_string);
-            p.boot_file_name = o.str(ctx, "boot-file-name").filter(|s| !s.is_empty()).map(str::to_string);
+            p.server_hostname = o
+                .str(ctx, "server-hostname")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            p.boot_file_name = o
+                .str(ctx, "boot-file-name")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
             if let Some(s) = &p.server_hostname {
                 if s.len() > 63 {
-                    ctx.err(&o.p("server-hostname"), "longer than the 64-byte sname field (63 characters max)");
+                    ctx.err(
+                        &o.p("server-hostname"),
+                        "longer than the 64-byte sname field (63 characters max)",
+                    );
                 }
             }
             if let Some(s) = &p.boot_file_name {
                 if s.len() > 127 {
-                    ctx.err(&o.p("boot-file-name"), "longer than the 128-byte file field (127 characters max)");
+                    ctx.err(
+                        &o.p("boot-file-name"),
+                        "longer than the 128-byte file field (127 characters max)",
+                    );
                 }
             }
         }
         Fam::V6 => {
             p.preferred = read_triple(o, ctx, "preferred-lifetime");
-            p.rapid_commit = o.bool(ctx, "rapid-commit");
+            if level != Level::Global {
+                p.rapid_commit = o.bool(ctx, "rapid-commit");
+            }
         }
     }
     p.res_global = o.bool(ctx, "reservations-global");
@@ -183,7 +243,10 @@ fn read_params(o: &mut Obj, ctx: &mut Ctx, fam: Fam, level: Level) -> Params {
             "global" => Some((true, false, false)),
             "disabled" => Some((false, false, false)),
             _ => {
-                ctx.err(&path, format!("'{mode}' is not one of all, out-of-pool, global, disabled"));
+                ctx.err(
+                    &path,
+                    format!("'{mode}' is not one of all, out-of-pool, global, disabled"),
+                );
                 None
             }
         };
@@ -203,10 +266,17 @@ fn read_params(o: &mut Obj, ctx: &mut Ctx, fam: Fam, level: Level) -> Params {
             p.relay = Some(read_relay(r, ctx, fam));
         }
         p.client_class = o.str(ctx, "client-class").map(str::to_string);
-        let req: Vec<String> = o.str_list(ctx, "require-client-classes").into_iter().map(|(_, s)| s.to_string()).collect();
+        let req: Vec<String> = o
+            .str_list(ctx, "require-client-classes")
+            .into_iter()
+            .map(|(_, s)| s.to_string())
+            .collect();
         if o.has("require-client-classes") {
             if fam == Fam::V6 && !req.is_empty() {
-                ctx.err(&o.p("require-client-classes"), "not supported by xdhcp for DHCPv6 yet; use client-class or class tests");
+                ctx.err(
+                    &o.p("require-client-classes"),
+                    "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
+                );
             }
             p.require_classes = Some(req);
         }
@@ -229,7 +299,10 @@ fn read_params(o: &mut Obj, ctx: &mut Ctx, fam: Fam, level: Level) -> Params {
                 Some(Value::String(s)) => p.ha_server_name = Some(s.clone()),
                 Some(other) => ctx.err(
                     &format!("{}.user-context.ha-server-name", o.path),
-                    format!("must be a string naming an HA peer, found {}", type_name(other)),
+                    format!(
+                        "must be a string naming an HA peer, found {}",
+                        type_name(other)
+                    ),
                 ),
                 None => {}
             }
@@ -243,7 +316,10 @@ fn read_relay(mut r: Obj, ctx: &mut Ctx, fam: Fam) -> Vec<IpAddr> {
     let mut list = r.str_list(ctx, "ip-addresses");
     if let Some(one) = r.str(ctx, "ip-address") {
         if !list.is_empty() {
-            ctx.err(&r.p("ip-address"), "ip-address and ip-addresses cannot both be given; use ip-addresses");
+            ctx.err(
+                &r.p("ip-address"),
+                "ip-address and ip-addresses cannot both be given; use ip-addresses",
+            );
         }
         list.push((r.p("ip-address"), one));
     }
@@ -252,7 +328,13 @@ fn read_relay(mut r: Obj, ctx: &mut Ctx, fam: Fam) -> Vec<IpAddr> {
             (Some(a), _) if a.is_unspecified() => {}
             (Some(IpAddr::V4(a)), Fam::V4) => out.push(IpAddr::V4(a)),
             (Some(IpAddr::V6(a)), Fam::V6) => out.push(IpAddr::V6(a)),
-            _ => ctx.err(&p, format!("'{s}' is not an IPv{} address", if fam == Fam::V4 { 4 } else { 6 })),
+            _ => ctx.err(
+                &p,
+                format!(
+                    "'{s}' is not an IPv{} address",
+                    if fam == Fam::V4 { 4 } else { 6 }
+                ),
+            ),
         }
     }
     r.finish(ctx);
@@ -260,14 +342,31 @@ fn read_relay(mut r: Obj, ctx: &mut Ctx, fam: Fam) -> Vec<IpAddr> {
 }
 
 fn lifetimes(p: &Params, fam: Fam, ctx: &mut Ctx, path: &str) -> Lifetimes {
-    let v = p.valid.unwrap_or(Triple { min: 7200, def: 7200, max: 7200 });
+    let v = p.valid.unwrap_or(Triple {
+        min: 7200,
+        def: 7200,
+        max: 7200,
+    });
     let pr = match fam {
-        Fam::V4 => Triple { min: 0, def: 0, max: 0 },
-        Fam::V6 => p.preferred.unwrap_or(Triple { min: 3600, def: 3600, max: 3600 }),
+        Fam::V4 => Triple {
+            min: 0,
+            def: 0,
+            max: 0,
+        },
+        Fam::V6 => p.preferred.unwrap_or(Triple {
+            min: 3600,
+            def: 3600,
+            max: 3600,
+        }),
     };
     if let (Some(r), Some(b)) = (p.renew, p.rebind) {
         if r > b {
-            ctx.err(path, format!("renew-timer ({r}) is greater than rebind-timer ({b}); T1 must not exceed T2"));
+            ctx.err(
+                path,
+                format!(
+                    "renew-timer ({r}) is greater than rebind-timer ({b}); T1 must not exceed T2"
+                ),
+            );
         }
     }
     if let Some(b) = p.rebind {
@@ -276,7 +375,13 @@ fn lifetimes(p: &Params, fam: Fam, ctx: &mut Ctx, path: &str) -> Lifetimes {
         }
     }
     if fam == Fam::V6 && pr.def > v.def {
-        ctx.warn(path, format!("preferred-lifetime ({}) exceeds valid-lifetime ({}); clients will see it capped", pr.def, v.def));
+        ctx.warn(
+            path,
+            format!(
+                "preferred-lifetime ({}) exceeds valid-lifetime ({}); clients will see it capped",
+                pr.def, v.def
+            ),
+        );
     }
     Lifetimes {
         valid: v.def,
@@ -305,12 +410,28 @@ struct RawOpt {
     path: String,
 }
 
-fn read_option_defs(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &mut OptionDefs, allow_std_43: bool) {
+fn read_option_defs(
+    ctx: &mut Ctx,
+    list: Vec<(String, &Value)>,
+    defs: &mut OptionDefs,
+    allow_std_43: bool,
+) {
     let top = defs.universe.top_space();
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "an option definition") else { continue };
+        let Some(mut o) = Obj::new(ctx, v, &p, "an option definition") else {
+            continue;
+        };
         let name = o.str(ctx, "name");
-        let code = o.int(ctx, "code", 1, if defs.universe == Universe::V4 { 254 } else { 65535 });
+        let code = o.int(
+            ctx,
+            "code",
+            1,
+            if defs.universe == Universe::V4 {
+                254
+            } else {
+                65535
+            },
+        );
         let ty = o.str(ctx, "type");
         let space = o.str(ctx, "space").unwrap_or(top).to_string();
         let array = o.bool(ctx, "array").unwrap_or(false);
@@ -332,29 +453,46 @@ fn read_option_defs(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &mut Optio
         if tyv == Some(DataType::Record) {
             for t in rec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                 match DataType::from_kea(t) {
-                    Some(DataType::Record) | Some(DataType::Empty) | None => {
-                        ctx.err(&o.p("record-types"), format!("'{t}' cannot be a record field type"))
-                    }
+                    Some(DataType::Record) | Some(DataType::Empty) | None => ctx.err(
+                        &o.p("record-types"),
+                        format!("'{t}' cannot be a record field type"),
+                    ),
                     Some(d) => record.push(d),
                 }
             }
             if record.is_empty() {
-                ctx.err(&o.p("record-types"), "a record option needs record-types, e.g. \"uint8, ipv4-address\"");
+                ctx.err(
+                    &o.p("record-types"),
+                    "a record option needs record-types, e.g. \"uint8, ipv4-address\"",
+                );
             }
         } else if !rec.trim().is_empty() {
-            ctx.err(&o.p("record-types"), "record-types is only valid with type record");
+            ctx.err(
+                &o.p("record-types"),
+                "record-types is only valid with type record",
+            );
         }
         if tyv == Some(DataType::Empty) && array {
             ctx.err(&o.p("array"), "an empty option cannot be an array");
         }
         o.finish(ctx);
-        let (Some(name), Some(code), Some(ty)) = (name, code, tyv) else { continue };
+        let (Some(name), Some(code), Some(ty)) = (name, code, tyv) else {
+            continue;
+        };
         let code = code as u16;
         if space == top && defs.is_standard(&space, code, name) && !(allow_std_43 && code == 43) {
             ctx.err(&p, format!("option '{name}' (code {code}) is a standard {top} option; it cannot be redefined. Use another code or a custom space"));
             continue;
         }
-        defs.add(OptionDef { name: name.to_string(), code, space, ty, array, record, encapsulate });
+        defs.add(OptionDef {
+            name: name.to_string(),
+            code,
+            space,
+            ty,
+            array,
+            record,
+            encapsulate,
+        });
     }
 }
 
@@ -364,7 +502,9 @@ fn read_options(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs) -
     let mut raw: Vec<RawOpt> = Vec::new();
     let mut entries: Vec<(&OptionDef, String)> = Vec::new();
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "an option value") else { continue };
+        let Some(mut o) = Obj::new(ctx, v, &p, "an option value") else {
+            continue;
+        };
         let name = o.str(ctx, "name");
         let code = o.int(ctx, "code", 0, if u == Universe::V4 { 255 } else { 65535 });
         let space = o.str(ctx, "space").unwrap_or(top).to_string();
@@ -373,7 +513,10 @@ fn read_options(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs) -
         let always_send = o.bool(ctx, "always-send").unwrap_or(false);
         o.finish(ctx);
         if !defs.space_known(&space) {
-            ctx.err(&format!("{p}.space"), format!("option space '{space}' is not defined (define it with option-def)"));
+            ctx.err(
+                &format!("{p}.space"),
+                format!("option space '{space}' is not defined (define it with option-def)"),
+            );
             continue;
         }
         let def = match (name, code) {
@@ -381,7 +524,13 @@ fn read_options(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs) -
                 Some(d) => {
                     if let Some(c) = c {
                         if c as u16 != d.code {
-                            ctx.err(&format!("{p}.code"), format!("option '{n}' has code {} in space {space}, not {c}", d.code));
+                            ctx.err(
+                                &format!("{p}.code"),
+                                format!(
+                                    "option '{n}' has code {} in space {space}, not {c}",
+                                    d.code
+                                ),
+                            );
                             continue;
                         }
                     }
@@ -399,23 +548,35 @@ fn read_options(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs) -
             }
         };
         if u == Universe::V4 && (code == Some(0) || code == Some(255)) && def.is_none() {
-            ctx.err(&format!("{p}.code"), "codes 0 (pad) and 255 (end) are not options");
+            ctx.err(
+                &format!("{p}.code"),
+                "codes 0 (pad) and 255 (end) are not options",
+            );
             continue;
         }
         let data_s = data.unwrap_or("");
         let (bytes, code) = match def {
             Some(d) => {
-                if data.is_none() && !matches!(d.ty, DataType::Empty | DataType::Binary) && d.encapsulate.is_empty() && d.code != 125 {
+                if data.is_none()
+                    && !matches!(d.ty, DataType::Empty | DataType::Binary)
+                    && d.encapsulate.is_empty()
+                    && d.code != 125
+                {
                     ctx.err(&p, format!("option '{}' needs 'data'", d.name));
                     continue;
                 }
-                let (bytes, notes) = if data.is_none() && (d.ty == DataType::Empty || !d.encapsulate.is_empty()) {
+                let (bytes, notes) = if data.is_none()
+                    && (d.ty == DataType::Empty || !d.encapsulate.is_empty())
+                {
                     (Vec::new(), options::EncodeNotes::default())
                 } else {
                     match options::encode_data(d, data_s, csv.unwrap_or(true), u) {
                         Ok(x) => x,
                         Err(e) => {
-                            ctx.err(&format!("{p}.data"), format!("bad data for option '{}' (code {}): {e}", d.name, d.code));
+                            ctx.err(
+                                &format!("{p}.data"),
+                                format!("bad data for option '{}' (code {}): {e}", d.name, d.code),
+                            );
                             continue;
                         }
                     }
@@ -442,9 +603,18 @@ fn read_options(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs) -
             }
         };
         if u == Universe::V4 && bytes.len() > 255 && space != top {
-            ctx.err(&format!("{p}.data"), "sub-option data longer than 255 bytes");
+            ctx.err(
+                &format!("{p}.data"),
+                "sub-option data longer than 255 bytes",
+            );
         }
-        raw.push(RawOpt { space, code, data: bytes, always_send, path: p });
+        raw.push(RawOpt {
+            space,
+            code,
+            data: bytes,
+            always_send,
+            path: p,
+        });
     }
     build_set(ctx, raw, defs, &entries)
 }
@@ -474,7 +644,12 @@ fn encapsulated(raw: &[RawOpt], space: &str, u: Universe, used: &mut [bool]) -> 
     out
 }
 
-fn build_set(ctx: &mut Ctx, raw: Vec<RawOpt>, defs: &OptionDefs, _entries: &[(&OptionDef, String)]) -> OptionSet {
+fn build_set(
+    ctx: &mut Ctx,
+    raw: Vec<RawOpt>,
+    defs: &OptionDefs,
+    _entries: &[(&OptionDef, String)],
+) -> OptionSet {
     let u = defs.universe;
     let top = u.top_space();
     let mut used = vec![false; raw.len()];
@@ -505,13 +680,21 @@ fn build_set(ctx: &mut Ctx, raw: Vec<RawOpt>, defs: &OptionDefs, _entries: &[(&O
         }
         // Later definitions at the same scope replace earlier ones, as in Kea.
         set.options.retain(|o| o.code != r.code);
-        set.options.push(OptionValue { code: r.code, data, always_send: r.always_send });
+        set.options.push(OptionValue {
+            code: r.code,
+            data,
+            always_send: r.always_send,
+        });
     }
     // Vendor spaces without their carrier option: add the carrier, since that is the only way to send them.
     let mut orphan_vendor: Vec<u32> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         if !used[i] {
-            if let Some(ent) = r.space.strip_prefix("vendor-").and_then(|e| e.parse::<u32>().ok()) {
+            if let Some(ent) = r
+                .space
+                .strip_prefix("vendor-")
+                .and_then(|e| e.parse::<u32>().ok())
+            {
                 if !orphan_vendor.contains(&ent) {
                     orphan_vendor.push(ent);
                 }
@@ -525,7 +708,11 @@ fn build_set(ctx: &mut Ctx, raw: Vec<RawOpt>, defs: &OptionDefs, _entries: &[(&O
             data.push(subs.len().min(255) as u8);
         }
         data.extend(subs);
-        set.options.push(OptionValue { code: if u == Universe::V4 { 125 } else { 17 }, data, always_send: false });
+        set.options.push(OptionValue {
+            code: if u == Universe::V4 { 125 } else { 17 },
+            data,
+            always_send: false,
+        });
     }
     for (i, r) in raw.iter().enumerate() {
         if !used[i] {
@@ -594,7 +781,13 @@ fn read_identifier(o: &mut Obj, ctx: &mut Ctx, allowed: &[&str]) -> Option<HostI
     match found.len() {
         0 => {
             if !allowed.iter().any(|k| o.has(k)) {
-                ctx.err(&o.path, format!("a reservation needs exactly one identifier: one of {}", allowed.join(", ")));
+                ctx.err(
+                    &o.path,
+                    format!(
+                        "a reservation needs exactly one identifier: one of {}",
+                        allowed.join(", ")
+                    ),
+                );
             }
             None
         }
@@ -614,8 +807,14 @@ fn read_identifier(o: &mut Obj, ctx: &mut Ctx, allowed: &[&str]) -> Option<HostI
 
 fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv4Addr = a.trim().parse().map_err(|_| format!("'{}' is not an IPv4 address", a.trim()))?;
-        let b: Ipv4Addr = b.trim().parse().map_err(|_| format!("'{}' is not an IPv4 address", b.trim()))?;
+        let a: Ipv4Addr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not an IPv4 address", a.trim()))?;
+        let b: Ipv4Addr = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not an IPv4 address", b.trim()))?;
         if u32::from(a) > u32::from(b) {
             return Err(format!("the pool starts at {a} which is after its end {b}"));
         }
@@ -623,20 +822,43 @@ fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     }
     let (n, l) = v4_cidr(s)?;
     let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-    Ok((Ipv4Addr::from(u32::from(n) & mask), Ipv4Addr::from((u32::from(n) & mask) | !mask)))
+    Ok((
+        Ipv4Addr::from(u32::from(n) & mask),
+        Ipv4Addr::from((u32::from(n) & mask) | !mask),
+    ))
 }
 
 fn v4_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| format!("'{s}' is neither first-last nor prefix/length"))?;
-    let a: Ipv4Addr = a.trim().parse().map_err(|_| format!("'{}' is not an IPv4 address", a.trim()))?;
-    let l: u8 = l.trim().parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("'{}' is not a prefix length (0..32)", l.trim()))?;
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("'{s}' is neither first-last nor prefix/length"))?;
+    let a: Ipv4Addr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{}' is not an IPv4 address", a.trim()))?;
+    let l: u8 = l
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("'{}' is not a prefix length (0..32)", l.trim()))?;
     Ok((a, l))
 }
 
 fn v6_cidr(s: &str) -> Result<(Ipv6Addr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| format!("'{s}' is neither first-last nor prefix/length"))?;
-    let a: Ipv6Addr = a.trim().parse().map_err(|_| format!("'{}' is not an IPv6 address", a.trim()))?;
-    let l: u8 = l.trim().parse().ok().filter(|l| *l <= 128).ok_or_else(|| format!("'{}' is not a prefix length (0..128)", l.trim()))?;
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("'{s}' is neither first-last nor prefix/length"))?;
+    let a: Ipv6Addr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{}' is not an IPv6 address", a.trim()))?;
+    let l: u8 = l
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| format!("'{}' is not a prefix length (0..128)", l.trim()))?;
     Ok((a, l))
 }
 
@@ -650,8 +872,14 @@ fn mask6(l: u8) -> u128 {
 
 fn v6_range(s: &str) -> Result<(Ipv6Addr, Ipv6Addr), String> {
     if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv6Addr = a.trim().parse().map_err(|_| format!("'{}' is not an IPv6 address", a.trim()))?;
-        let b: Ipv6Addr = b.trim().parse().map_err(|_| format!("'{}' is not an IPv6 address", b.trim()))?;
+        let a: Ipv6Addr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not an IPv6 address", a.trim()))?;
+        let b: Ipv6Addr = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not an IPv6 address", b.trim()))?;
         if u128::from(a) > u128::from(b) {
             return Err(format!("the pool starts at {a} which is after its end {b}"));
         }
@@ -659,7 +887,10 @@ fn v6_range(s: &str) -> Result<(Ipv6Addr, Ipv6Addr), String> {
     }
     let (n, l) = v6_cidr(s)?;
     let m = mask6(l);
-    Ok((Ipv6Addr::from(u128::from(n) & m), Ipv6Addr::from((u128::from(n) & m) | !m)))
+    Ok((
+        Ipv6Addr::from(u128::from(n) & m),
+        Ipv6Addr::from((u128::from(n) & m) | !m),
+    ))
 }
 
 /// Overlap check over every pool of a family: (first, last, path).
@@ -667,7 +898,13 @@ fn check_overlaps(ctx: &mut Ctx, mut ranges: Vec<(u128, u128, String)>, what: &s
     ranges.sort_by_key(|r| (r.0, r.1));
     for w in ranges.windows(2) {
         if w[1].0 <= w[0].1 {
-            ctx.err(&w[1].2, format!("this {what} overlaps the one at {}; pools must not share addresses", w[0].2));
+            ctx.err(
+                &w[1].2,
+                format!(
+                    "this {what} overlaps the one at {}; pools must not share addresses",
+                    w[0].2
+                ),
+            );
         }
     }
 }
@@ -700,10 +937,17 @@ fn collect_members(e: &Expr, out: &mut Vec<String>) {
     }
 }
 
-fn read_classes(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs, fam: Fam) -> Vec<ClientClass> {
+fn read_classes(
+    ctx: &mut Ctx,
+    list: Vec<(String, &Value)>,
+    defs: &OptionDefs,
+    fam: Fam,
+) -> Vec<ClientClass> {
     let mut out: Vec<ClientClass> = Vec::new();
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "a client class") else { continue };
+        let Some(mut o) = Obj::new(ctx, v, &p, "a client class") else {
+            continue;
+        };
         let name = o.str(ctx, "name").map(str::to_string);
         let test = o.str(ctx, "test").map(|t| (t, o.p("test")));
         let only_if_required = o.bool(ctx, "only-if-required").unwrap_or(false);
@@ -723,12 +967,21 @@ fn read_classes(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs, f
                     Err(_) => ctx.err(&o.p("next-server"), format!("'{s}' is not an IPv4 address")),
                 }
             }
-            params.server_hostname = o.str(ctx, "server-hostname").filter(|s| !s.is_empty()).map(str::to_string);
-            params.boot_file_name = o.str(ctx, "boot-file-name").filter(|s| !s.is_empty()).map(str::to_string);
+            params.server_hostname = o
+                .str(ctx, "server-hostname")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            params.boot_file_name = o
+                .str(ctx, "boot-file-name")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
         }
         let valid = read_triple(&mut o, ctx, "valid-lifetime");
         if fam == Fam::V6 && read_triple(&mut o, ctx, "preferred-lifetime").is_some() {
-            ctx.warn(&o.p("preferred-lifetime"), "class preferred-lifetime is not applied by xdhcp yet; the subnet's value is used");
+            ctx.warn(
+                &o.p("preferred-lifetime"),
+                "class preferred-lifetime is not applied by xdhcp yet; the subnet's value is used",
+            );
         }
         o.finish(ctx);
         let Some(name) = name else {
@@ -736,7 +989,10 @@ fn read_classes(ctx: &mut Ctx, list: Vec<(String, &Value)>, defs: &OptionDefs, f
             continue;
         };
         if out.iter().any(|c| c.name == name) {
-            ctx.err(&format!("{p}.name"), format!("client class '{name}' is defined twice"));
+            ctx.err(
+                &format!("{p}.name"),
+                format!("client class '{name}' is defined twice"),
+            );
             continue;
         }
         let test = match test {
@@ -795,23 +1051,37 @@ fn read_interfaces(ctx: &mut Ctx, o: Option<Obj>, fam: Fam) -> (Vec<InterfaceSpe
         }
         let (name, addr) = match s.split_once('/') {
             Some((n, a)) => match (parse_ip(a), fam) {
-                (Some(ip @ IpAddr::V4(_)), Fam::V4) | (Some(ip @ IpAddr::V6(_)), Fam::V6) => (n, Some(ip)),
+                (Some(ip @ IpAddr::V4(_)), Fam::V4) | (Some(ip @ IpAddr::V6(_)), Fam::V6) => {
+                    (n, Some(ip))
+                }
                 _ => {
-                    ctx.err(&p, format!("'{a}' after the '/' is not an IPv{} address", if fam == Fam::V4 { 4 } else { 6 }));
+                    ctx.err(
+                        &p,
+                        format!(
+                            "'{a}' after the '/' is not an IPv{} address",
+                            if fam == Fam::V4 { 4 } else { 6 }
+                        ),
+                    );
                     continue;
                 }
             },
             None => (s, None),
         };
         if name.is_empty() || name.len() > 15 || name.contains(char::is_whitespace) {
-            ctx.err(&p, format!("'{name}' is not a valid interface name (1 to 15 characters, no spaces)"));
+            ctx.err(
+                &p,
+                format!("'{name}' is not a valid interface name (1 to 15 characters, no spaces)"),
+            );
             continue;
         }
         if out.iter().any(|i| i.name == name && i.address == addr) {
             ctx.warn(&p, format!("interface '{s}' is listed twice"));
             continue;
         }
-        out.push(InterfaceSpec { name: name.to_string(), address: addr });
+        out.push(InterfaceSpec {
+            name: name.to_string(),
+            address: addr,
+        });
     }
     let mut socket = SocketType::Raw;
     if fam == Fam::V4 {
@@ -827,14 +1097,22 @@ fn read_interfaces(ctx: &mut Ctx, o: Option<Obj>, fam: Fam) -> (Vec<InterfaceSpe
         }
     }
     if out.is_empty() && !o.has("interfaces") {
-        ctx.warn(&o.path, "no interfaces listed: xdhcp will not serve any traffic");
+        ctx.warn(
+            &o.path,
+            "no interfaces listed: xdhcp will not serve any traffic",
+        );
     }
     o.finish(ctx);
     (out, socket)
 }
 
 fn read_lease_db(ctx: &mut Ctx, o: Option<Obj>, fsync: FsyncPolicy) -> LeaseDatabase {
-    let mut db = LeaseDatabase { persist: true, path: None, lfc_interval_secs: 3600, fsync };
+    let mut db = LeaseDatabase {
+        persist: true,
+        path: None,
+        lfc_interval_secs: 3600,
+        fsync,
+    };
     let Some(mut o) = o else { return db };
     match o.str(ctx, "type") {
         Some("memfile") => {}
@@ -902,13 +1180,22 @@ fn read_control_socket(ctx: &mut Ctx, o: Option<Obj>) -> Option<ControlSocket> {
     o.finish(ctx);
     if let Some(t) = t {
         if t != "unix" {
-            ctx.err(&format!("{path}.socket-type"), format!("'{t}' is not supported; use \"unix\""));
+            ctx.err(
+                &format!("{path}.socket-type"),
+                format!("'{t}' is not supported; use \"unix\""),
+            );
         }
     }
     match (t, n) {
-        (Some(t), Some(n)) if !n.is_empty() => Some(ControlSocket { socket_type: t.to_string(), socket_name: PathBuf::from(n) }),
+        (Some(t), Some(n)) if !n.is_empty() => Some(ControlSocket {
+            socket_type: t.to_string(),
+            socket_name: PathBuf::from(n),
+        }),
         _ => {
-            ctx.err(&path, "needs \"socket-type\": \"unix\" and a non-empty \"socket-name\"");
+            ctx.err(
+                &path,
+                "needs \"socket-type\": \"unix\" and a non-empty \"socket-name\"",
+            );
             None
         }
     }
@@ -917,17 +1204,28 @@ fn read_control_socket(ctx: &mut Ctx, o: Option<Obj>) -> Option<ControlSocket> {
 fn read_loggers(ctx: &mut Ctx, list: Vec<(String, &Value)>) -> Vec<Logger> {
     let mut out = Vec::new();
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "a logger") else { continue };
+        let Some(mut o) = Obj::new(ctx, v, &p, "a logger") else {
+            continue;
+        };
         let name = o.str(ctx, "name").unwrap_or("").to_string();
         let severity = o.str(ctx, "severity").unwrap_or("INFO").to_string();
         if !["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "NONE"].contains(&severity.as_str()) {
-            ctx.err(&o.p("severity"), format!("'{severity}' is not one of FATAL, ERROR, WARN, INFO, DEBUG, NONE"));
+            ctx.err(
+                &o.p("severity"),
+                format!("'{severity}' is not one of FATAL, ERROR, WARN, INFO, DEBUG, NONE"),
+            );
         }
         let debuglevel = o.int(ctx, "debuglevel", 0, 99).unwrap_or(0) as u32;
         let mut outputs = Vec::new();
-        let key = if o.has("output-options") { "output-options" } else { "output_options" };
+        let key = if o.has("output-options") {
+            "output-options"
+        } else {
+            "output_options"
+        };
         for (op, ov) in o.list(ctx, key) {
-            let Some(mut oo) = Obj::new(ctx, ov, &op, "a log output") else { continue };
+            let Some(mut oo) = Obj::new(ctx, ov, &op, "a log output") else {
+                continue;
+            };
             if let Some(s) = oo.str(ctx, "output") {
                 outputs.push(s.to_string());
             }
@@ -942,7 +1240,12 @@ fn read_loggers(ctx: &mut Ctx, list: Vec<(String, &Value)>) -> Vec<Logger> {
             ctx.err(&p, "a logger needs a 'name'");
             continue;
         }
-        out.push(Logger { name, severity, debuglevel, outputs });
+        out.push(Logger {
+            name,
+            severity,
+            debuglevel,
+            outputs,
+        });
     }
     out
 }
@@ -958,12 +1261,25 @@ fn read_multi_threading(ctx: &mut Ctx, o: Option<Obj>) {
 
 /// `user-context.xdhcp` at the top of a section: settings Kea has no key for.
 fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncPolicy) {
-    let mut t = Tuning { offer_hold_secs: 30, workers: 0, backend: Backend::Socket, ring_size: 2048, frame_count: 8192, journal_queue: 65536 };
+    let mut t = Tuning {
+        offer_hold_secs: 30,
+        workers: 0,
+        backend: Backend::Socket,
+        ring_size: 2048,
+        frame_count: 8192,
+        journal_queue: 65536,
+    };
     let mut fsync = FsyncPolicy::EveryBatch;
-    let Some(Value::Object(m)) = uc else { return (t, fsync) };
-    let Some(x) = m.get("xdhcp") else { return (t, fsync) };
+    let Some(Value::Object(m)) = uc else {
+        return (t, fsync);
+    };
+    let Some(x) = m.get("xdhcp") else {
+        return (t, fsync);
+    };
     let xp = format!("{path}.user-context.xdhcp");
-    let Some(mut o) = Obj::new(ctx, x, &xp, "xdhcp's own settings") else { return (t, fsync) };
+    let Some(mut o) = Obj::new(ctx, x, &xp, "xdhcp's own settings") else {
+        return (t, fsync);
+    };
     if let Some(v) = o.int(ctx, "offer-hold-secs", 1, 3600) {
         t.offer_hold_secs = v as u32;
     }
@@ -980,7 +1296,10 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
             }
         };
     }
-    for (k, dst) in [("ring-size", &mut t.ring_size), ("frame-count", &mut t.frame_count)] {
+    for (k, dst) in [
+        ("ring-size", &mut t.ring_size),
+        ("frame-count", &mut t.frame_count),
+    ] {
         if let Some(v) = o.int(ctx, k, 64, 1 << 20) {
             if (v as u32).is_power_of_two() {
                 *dst = v as u32;
@@ -999,11 +1318,20 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
             Value::Number(n) if n.as_u64().is_some_and(|n| n > 0 && n <= 60_000) => {
                 fsync = FsyncPolicy::IntervalMs(n.as_u64().unwrap_or(0) as u32)
             }
-            _ => ctx.err(&o.p("journal-fsync"), "must be \"never\", \"every-batch\" or an interval in milliseconds (1..60000)"),
+            _ => ctx.err(
+                &o.p("journal-fsync"),
+                "must be \"never\", \"every-batch\" or an interval in milliseconds (1..60000)",
+            ),
         }
     }
     if t.frame_count < t.ring_size {
-        ctx.err(&o.p("frame-count"), format!("frame-count ({}) must be at least ring-size ({})", t.frame_count, t.ring_size));
+        ctx.err(
+            &o.p("frame-count"),
+            format!(
+                "frame-count ({}) must be at least ring-size ({})",
+                t.frame_count, t.ring_size
+            ),
+        );
     }
     o.finish(ctx);
     (t, fsync)
@@ -1044,29 +1372,48 @@ fn id_kind(id: &HostIdentifier) -> &'static str {
 
 struct ResCtx<'a> {
     defs: &'a OptionDefs,
-    classes: &'a [ClientClass],
     host_ids: &'a [String],
     ip_unique: bool,
 }
 
-fn read_res4(ctx: &mut Ctx, list: Vec<(String, &Value)>, rc: &ResCtx, subnet: Option<&Subnet4>) -> Vec<Reservation4> {
+fn read_res4(
+    ctx: &mut Ctx,
+    list: Vec<(String, &Value)>,
+    rc: &ResCtx,
+    subnet: Option<&Subnet4>,
+) -> Vec<Reservation4> {
     let mut out: Vec<Reservation4> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "a host reservation") else { continue };
-        let id = read_identifier(&mut o, ctx, &["hw-address", "client-id", "duid", "circuit-id", "flex-id"]);
-        let ip = o.str(ctx, "ip-address").and_then(|s| match s.parse::<Ipv4Addr>() {
-            Ok(a) if a.is_unspecified() => None,
-            Ok(a) => Some(a),
-            Err(_) => {
-                ctx.err(&o.p("ip-address"), format!("'{s}' is not an IPv4 address"));
-                None
-            }
-        });
-        let hostname = o.str(ctx, "hostname").filter(|s| !s.is_empty()).map(str::to_string);
+        let Some(mut o) = Obj::new(ctx, v, &p, "a host reservation") else {
+            continue;
+        };
+        let id = read_identifier(
+            &mut o,
+            ctx,
+            &["hw-address", "client-id", "duid", "circuit-id", "flex-id"],
+        );
+        let ip = o
+            .str(ctx, "ip-address")
+            .and_then(|s| match s.parse::<Ipv4Addr>() {
+                Ok(a) if a.is_unspecified() => None,
+                Ok(a) => Some(a),
+                Err(_) => {
+                    ctx.err(&o.p("ip-address"), format!("'{s}' is not an IPv4 address"));
+                    None
+                }
+            });
+        let hostname = o
+            .str(ctx, "hostname")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         let ol = o.list(ctx, "option-data");
         let options = read_options(ctx, ol, rc.defs);
-        let classes: Vec<String> = o.str_list(ctx, "client-classes").into_iter().map(|(_, s)| s.to_string()).collect();
+        let classes: Vec<String> = o
+            .str_list(ctx, "client-classes")
+            .into_iter()
+            .map(|(_, s)| s.to_string())
+            .collect();
         let mut prm = Params::default();
         if let Some(s) = o.str(ctx, "next-server") {
             match s.parse::<Ipv4Addr>() {
@@ -1075,8 +1422,14 @@ fn read_res4(ctx: &mut Ctx, list: Vec<(String, &Value)>, rc: &ResCtx, subnet: Op
                 Err(_) => ctx.err(&o.p("next-server"), format!("'{s}' is not an IPv4 address")),
             }
         }
-        let server_hostname = o.str(ctx, "server-hostname").filter(|s| !s.is_empty()).map(str::to_string);
-        let boot_file_name = o.str(ctx, "boot-file-name").filter(|s| !s.is_empty()).map(str::to_string);
+        let server_hostname = o
+            .str(ctx, "server-hostname")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let boot_file_name = o
+            .str(ctx, "boot-file-name")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         o.finish(ctx);
         let Some(id) = id else { continue };
         if !rc.host_ids.iter().any(|k| k == id_kind(&id)) {
@@ -1084,11 +1437,21 @@ fn read_res4(ctx: &mut Ctx, list: Vec<(String, &Value)>, rc: &ResCtx, subnet: Op
         }
         if let (Some(a), Some(s)) = (ip, subnet) {
             if !s.contains(a) {
-                ctx.err(&format!("{p}.ip-address"), format!("{a} is outside the subnet {}/{}", s.network, s.prefix_len));
+                ctx.err(
+                    &format!("{p}.ip-address"),
+                    format!("{a} is outside the subnet {}/{}", s.network, s.prefix_len),
+                );
             }
         }
         if let Some(i) = out.iter().position(|r| r.identifier == id) {
-            ctx.err(&p, format!("duplicate reservation: the same {} is reserved at {}", id_kind(&id), paths[i]));
+            ctx.err(
+                &p,
+                format!(
+                    "duplicate reservation: the same {} is reserved at {}",
+                    id_kind(&id),
+                    paths[i]
+                ),
+            );
             continue;
         }
         if let Some(a) = ip {
@@ -1114,11 +1477,18 @@ fn read_res4(ctx: &mut Ctx, list: Vec<(String, &Value)>, rc: &ResCtx, subnet: Op
     out
 }
 
-fn read_res6(ctx: &mut Ctx, list: Vec<(String, &Value)>, rc: &ResCtx, subnet: Option<(Ipv6Addr, u8)>) -> Vec<Reservation6> {
+fn read_res6(
+    ctx: &mut Ctx,
+    list: Vec<(String, &Value)>,
+    rc: &ResCtx,
+    subnet: Option<(Ipv6Addr, u8)>,
+) -> Vec<Reservation6> {
     let mut out: Vec<Reservation6> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "a host reservation") else { continue };
+        let Some(mut o) = Obj::new(ctx, v, &p, "a host reservation") else {
+            continue;
+        };
         let id = read_identifier(&mut o, ctx, &["duid", "hw-address", "flex-id"]);
         let mut addrs = Vec::new();
         for (ap, s) in o.str_list(ctx, "ip-addresses") {
@@ -1138,31 +1508,61 @@ fn read_res6(ctx: &mut Ctx, list: Vec<(String, &Value)>, rc: &ResCtx, subnet: Op
         for (pp, s) in o.str_list(ctx, "prefixes") {
             match v6_cidr(s) {
                 Ok((a, l)) if u128::from(a) & !mask6(l) == 0 => prefixes.push((a, l)),
-                Ok((a, l)) => ctx.err(&pp, format!("{a}/{l} has bits set beyond the prefix length")),
+                Ok((a, l)) => ctx.err(
+                    &pp,
+                    format!("{a}/{l} has bits set beyond the prefix length"),
+                ),
                 Err(e) => ctx.err(&pp, e),
             }
         }
-        let hostname = o.str(ctx, "hostname").filter(|s| !s.is_empty()).map(str::to_string);
+        let hostname = o
+            .str(ctx, "hostname")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         let ol = o.list(ctx, "option-data");
         let options = read_options(ctx, ol, rc.defs);
-        let classes: Vec<String> = o.str_list(ctx, "client-classes").into_iter().map(|(_, s)| s.to_string()).collect();
+        let classes: Vec<String> = o
+            .str_list(ctx, "client-classes")
+            .into_iter()
+            .map(|(_, s)| s.to_string())
+            .collect();
         o.finish(ctx);
         let Some(id) = id else { continue };
         if !rc.host_ids.iter().any(|k| k == id_kind(&id)) {
             ctx.warn(&p, format!("identified by {} which is not in host-reservation-identifiers: this reservation never matches", id_kind(&id)));
         }
         if let Some(i) = out.iter().position(|r| r.identifier == id) {
-            ctx.err(&p, format!("duplicate reservation: the same {} is reserved at {}", id_kind(&id), paths[i]));
+            ctx.err(
+                &p,
+                format!(
+                    "duplicate reservation: the same {} is reserved at {}",
+                    id_kind(&id),
+                    paths[i]
+                ),
+            );
             continue;
         }
         if rc.ip_unique {
-            if let Some(a) = addrs.iter().find(|a| out.iter().any(|r| r.ip_addresses.contains(a))) {
-                ctx.err(&format!("{p}.ip-addresses"), format!("{a} is already reserved for another client"));
+            if let Some(a) = addrs
+                .iter()
+                .find(|a| out.iter().any(|r| r.ip_addresses.contains(a)))
+            {
+                ctx.err(
+                    &format!("{p}.ip-addresses"),
+                    format!("{a} is already reserved for another client"),
+                );
                 continue;
             }
         }
         paths.push(p);
-        out.push(Reservation6 { identifier: id, ip_addresses: addrs, prefixes, hostname, options, client_classes: classes });
+        out.push(Reservation6 {
+            identifier: id,
+            ip_addresses: addrs,
+            prefixes,
+            hostname,
+            options,
+            client_classes: classes,
+        });
     }
     out
 }
@@ -1257,7 +1657,10 @@ impl IdAlloc {
             }
         };
         if let Some(prev) = self.seen.get(&id) {
-            ctx.err(&format!("{path}.id"), format!("subnet id {id} is already used by {prev}; subnet ids must be unique"));
+            ctx.err(
+                &format!("{path}.id"),
+                format!("subnet id {id} is already used by {prev}; subnet ids must be unique"),
+            );
             return None;
         }
         self.seen.insert(id, path);
@@ -1271,11 +1674,10 @@ fn check_ha_names(ctx: &mut Ctx, ha: &[HaRelationship], subnets: &[(String, Opti
     }
     for (p, name) in subnets {
         match name {
-            Some(n) => {
-                if !ha.iter().any(|r| r.peers.iter().any(|peer| &peer.name == n)) {
-                    ctx.err(&format!("{p}.user-context.ha-server-name"), format!("'{n}' is not a peer of any high-availability relationship"));
-                }
+            Some(n) if !ha.iter().any(|r| r.peers.iter().any(|peer| &peer.name == n)) => {
+                ctx.err(&format!("{p}.user-context.ha-server-name"), format!("'{n}' is not a peer of any high-availability relationship"));
             }
+            Some(_) => {}
             None if ha.len() > 1 => ctx.err(
                 p,
                 "with several high-availability relationships every subnet needs \"user-context\": {\"ha-server-name\": ...} naming the relationship that serves it",
@@ -1290,15 +1692,29 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
     let mut o = Obj::new(ctx, v, "Dhcp4", "the DHCPv4 server")?;
     let c = read_common(ctx, &mut o, fam);
     let gp = c.params.clone();
-    let mut ids = IdAlloc { next: 1, seen: HashMap::new() };
+    let mut ids = IdAlloc {
+        next: 1,
+        seen: HashMap::new(),
+    };
     let mut subnets: Vec<Subnet4> = Vec::new();
     let mut subnet_paths: Vec<(String, Option<String>)> = Vec::new();
     let mut pools: Vec<(u128, u128, String)> = Vec::new();
     let mut prefixes: HashMap<(Ipv4Addr, u8), String> = HashMap::new();
-    let rc = ResCtx { defs: &c.defs, classes: &c.classes, host_ids: &c.host_ids, ip_unique: c.ip_unique };
+    let rc = ResCtx {
+        defs: &c.defs,
+        host_ids: &c.host_ids,
+        ip_unique: c.ip_unique,
+    };
 
-    let mut read_subnet = |ctx: &mut Ctx, p: String, v: &Value, parent: &Params, shared: Option<usize>, subnets: &mut Vec<Subnet4>| {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a subnet") else { return };
+    let mut read_subnet = |ctx: &mut Ctx,
+                           p: String,
+                           v: &Value,
+                           parent: &Params,
+                           shared: Option<usize>,
+                           subnets: &mut Vec<Subnet4>| {
+        let Some(mut so) = Obj::new(ctx, v, &p, "a subnet") else {
+            return;
+        };
         let id = ids.id(ctx, &mut so);
         let net = so.str(ctx, "subnet");
         let sp = read_params(&mut so, ctx, fam, Level::Subnet);
@@ -1327,10 +1743,16 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         let network = Ipv4Addr::from(u32::from(addr) & mask);
         if network != addr {
-            ctx.warn(&format!("{p}.subnet"), format!("{net} has host bits set; read as {network}/{len}"));
+            ctx.warn(
+                &format!("{p}.subnet"),
+                format!("{net} has host bits set; read as {network}/{len}"),
+            );
         }
         if let Some(prev) = prefixes.get(&(network, len)) {
-            ctx.err(&format!("{p}.subnet"), format!("subnet {network}/{len} is already defined at {prev}"));
+            ctx.err(
+                &format!("{p}.subnet"),
+                format!("subnet {network}/{len} is already defined at {prev}"),
+            );
         }
         prefixes.insert((network, len), p.clone());
         if let Some(cc) = &prm.client_class {
@@ -1343,7 +1765,13 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
             prefix_len: len,
             pools: Vec::new(),
             options,
-            relay: prm.relay.clone().unwrap_or_default().into_iter().filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None }).collect(),
+            relay: prm
+                .relay
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None })
+                .collect(),
             interface: prm.interface.clone(),
             reservations: Vec::new(),
             lifetimes: lt,
@@ -1361,15 +1789,24 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
             reservations_global: prm.res_global.unwrap_or(false),
         };
         for (pp, pv) in pool_list {
-            let Some(mut po) = Obj::new(ctx, pv, &pp, "an address pool") else { continue };
+            let Some(mut po) = Obj::new(ctx, pv, &pp, "an address pool") else {
+                continue;
+            };
             let range = po.str(ctx, "pool");
             let ol = po.list(ctx, "option-data");
             let options = read_options(ctx, ol, &c.defs);
             let client_class = po.str(ctx, "client-class").map(str::to_string);
-            let req: Vec<String> = po.str_list(ctx, "require-client-classes").into_iter().map(|(_, s)| s.to_string()).collect();
+            let req: Vec<String> = po
+                .str_list(ctx, "require-client-classes")
+                .into_iter()
+                .map(|(_, s)| s.to_string())
+                .collect();
             po.finish(ctx);
             let Some(range) = range else {
-                ctx.err(&pp, "a pool needs \"pool\": \"first - last\" or \"prefix/len\"");
+                ctx.err(
+                    &pp,
+                    "a pool needs \"pool\": \"first - last\" or \"prefix/len\"",
+                );
                 continue;
             };
             let (first, last) = match v4_range(range) {
@@ -1386,8 +1823,18 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
             if let Some(cc) = &client_class {
                 check_class_ref(ctx, &format!("{pp}.client-class"), cc, &c.classes);
             }
-            pools.push((u32::from(first) as u128, u32::from(last) as u128, format!("{pp}.pool")));
-            s.pools.push(Pool4 { first, last, options, client_class, require_client_classes: req });
+            pools.push((
+                u32::from(first) as u128,
+                u32::from(last) as u128,
+                format!("{pp}.pool"),
+            ));
+            s.pools.push(Pool4 {
+                first,
+                last,
+                options,
+                client_class,
+                require_client_classes: req,
+            });
         }
         s.reservations = read_res4(ctx, res_list, &rc, Some(&s));
         if id.is_some() {
@@ -1399,7 +1846,9 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
     let mut shared_networks: Vec<SharedNetwork4> = Vec::new();
     let mut sn_names: HashMap<String, String> = HashMap::new();
     for (p, v) in o.list(ctx, "shared-networks") {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else { continue };
+        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else {
+            continue;
+        };
         let name = so.str(ctx, "name").map(str::to_string);
         let sp = read_params(&mut so, ctx, fam, Level::Shared).over(&gp);
         let ol = so.list(ctx, "option-data");
@@ -1411,7 +1860,10 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
             continue;
         };
         if let Some(prev) = sn_names.insert(name.clone(), p.clone()) {
-            ctx.err(&format!("{p}.name"), format!("shared network '{name}' is already defined at {prev}"));
+            ctx.err(
+                &format!("{p}.name"),
+                format!("shared network '{name}' is already defined at {prev}"),
+            );
         }
         let idx = shared_networks.len();
         let before = subnets.len();
@@ -1422,7 +1874,13 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
             name,
             subnets: (before..subnets.len()).collect(),
             interface: sp.interface.clone(),
-            relay: sp.relay.clone().unwrap_or_default().into_iter().filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None }).collect(),
+            relay: sp
+                .relay
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None })
+                .collect(),
             options,
         });
     }
@@ -1463,7 +1921,14 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
 }
 
 fn read_server_id(ctx: &mut Ctx, o: Option<Obj>) -> ServerIdConfig {
-    let mut s = ServerIdConfig { kind: "LLT".into(), identifier: None, htype: None, time: None, enterprise_id: None, persist: true };
+    let mut s = ServerIdConfig {
+        kind: "LLT".into(),
+        identifier: None,
+        htype: None,
+        time: None,
+        enterprise_id: None,
+        persist: true,
+    };
     let Some(mut o) = o else { return s };
     if let Some(t) = o.str(ctx, "type") {
         if ["LLT", "EN", "LL"].contains(&t) {
@@ -1497,16 +1962,30 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
     let mut o = Obj::new(ctx, v, "Dhcp6", "the DHCPv6 server")?;
     let c = read_common(ctx, &mut o, fam);
     let gp = c.params.clone();
-    let mut ids = IdAlloc { next: 1, seen: HashMap::new() };
+    let mut ids = IdAlloc {
+        next: 1,
+        seen: HashMap::new(),
+    };
     let mut subnets: Vec<Subnet6> = Vec::new();
     let mut subnet_paths: Vec<(String, Option<String>)> = Vec::new();
     let mut pools: Vec<(u128, u128, String)> = Vec::new();
     let mut pd: Vec<(u128, u128, String)> = Vec::new();
     let mut prefixes: HashMap<(Ipv6Addr, u8), String> = HashMap::new();
-    let rc = ResCtx { defs: &c.defs, classes: &c.classes, host_ids: &c.host_ids, ip_unique: c.ip_unique };
+    let rc = ResCtx {
+        defs: &c.defs,
+        host_ids: &c.host_ids,
+        ip_unique: c.ip_unique,
+    };
 
-    let mut read_subnet = |ctx: &mut Ctx, p: String, v: &Value, parent: &Params, shared: Option<usize>, subnets: &mut Vec<Subnet6>| {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a subnet") else { return };
+    let mut read_subnet = |ctx: &mut Ctx,
+                           p: String,
+                           v: &Value,
+                           parent: &Params,
+                           shared: Option<usize>,
+                           subnets: &mut Vec<Subnet6>| {
+        let Some(mut so) = Obj::new(ctx, v, &p, "a subnet") else {
+            return;
+        };
         let id = ids.id(ctx, &mut so);
         let net = so.str(ctx, "subnet");
         let sp = read_params(&mut so, ctx, fam, Level::Subnet);
@@ -1535,10 +2014,16 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
         };
         let network = Ipv6Addr::from(u128::from(addr) & mask6(len));
         if network != addr {
-            ctx.warn(&format!("{p}.subnet"), format!("{net} has host bits set; read as {network}/{len}"));
+            ctx.warn(
+                &format!("{p}.subnet"),
+                format!("{net} has host bits set; read as {network}/{len}"),
+            );
         }
         if let Some(prev) = prefixes.get(&(network, len)) {
-            ctx.err(&format!("{p}.subnet"), format!("subnet {network}/{len} is already defined at {prev}"));
+            ctx.err(
+                &format!("{p}.subnet"),
+                format!("subnet {network}/{len} is already defined at {prev}"),
+            );
         }
         prefixes.insert((network, len), p.clone());
         if let Some(cc) = &prm.client_class {
@@ -1552,7 +2037,13 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             pools: Vec::new(),
             pd_pools: Vec::new(),
             options,
-            relay: prm.relay.clone().unwrap_or_default().into_iter().filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None }).collect(),
+            relay: prm
+                .relay
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None })
+                .collect(),
             interface: prm.interface.clone(),
             interface_id: prm.interface_id.clone(),
             reservations: Vec::new(),
@@ -1566,17 +2057,25 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             reservations_global: prm.res_global.unwrap_or(false),
         };
         for (pp, pv) in pool_list {
-            let Some(mut po) = Obj::new(ctx, pv, &pp, "an address pool") else { continue };
+            let Some(mut po) = Obj::new(ctx, pv, &pp, "an address pool") else {
+                continue;
+            };
             let range = po.str(ctx, "pool");
             let ol = po.list(ctx, "option-data");
             let options = read_options(ctx, ol, &c.defs);
             let client_class = po.str(ctx, "client-class").map(str::to_string);
             if !po.str_list(ctx, "require-client-classes").is_empty() {
-                ctx.err(&po.p("require-client-classes"), "not supported by xdhcp for DHCPv6 yet; use client-class or class tests");
+                ctx.err(
+                    &po.p("require-client-classes"),
+                    "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
+                );
             }
             po.finish(ctx);
             let Some(range) = range else {
-                ctx.err(&pp, "a pool needs \"pool\": \"first - last\" or \"prefix/len\"");
+                ctx.err(
+                    &pp,
+                    "a pool needs \"pool\": \"first - last\" or \"prefix/len\"",
+                );
                 continue;
             };
             let (first, last) = match v6_range(range) {
@@ -1594,10 +2093,17 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
                 check_class_ref(ctx, &format!("{pp}.client-class"), cc, &c.classes);
             }
             pools.push((u128::from(first), u128::from(last), format!("{pp}.pool")));
-            s.pools.push(Pool6 { first, last, options, client_class });
+            s.pools.push(Pool6 {
+                first,
+                last,
+                options,
+                client_class,
+            });
         }
         for (pp, pv) in pd_list {
-            let Some(mut po) = Obj::new(ctx, pv, &pp, "a prefix delegation pool") else { continue };
+            let Some(mut po) = Obj::new(ctx, pv, &pp, "a prefix delegation pool") else {
+                continue;
+            };
             let prefix = po.str(ctx, "prefix");
             let plen = po.int(ctx, "prefix-len", 1, 128);
             let dlen = po.int(ctx, "delegated-len", 1, 128);
@@ -1607,12 +2113,15 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             let options = read_options(ctx, ol, &c.defs);
             let client_class = po.str(ctx, "client-class").map(str::to_string);
             if !po.str_list(ctx, "require-client-classes").is_empty() {
-                ctx.err(&po.p("require-client-classes"), "not supported by xdhcp for DHCPv6 yet; use client-class or class tests");
+                ctx.err(
+                    &po.p("require-client-classes"),
+                    "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
+                );
             }
             po.finish(ctx);
             let (Some(prefix), Some(plen), Some(dlen)) = (prefix, plen, dlen) else {
                 for k in ["prefix", "prefix-len", "delegated-len"] {
-                    if !pv.get(k).is_some() {
+                    if pv.get(k).is_none() {
                         ctx.err(&pp, format!("a pd-pool needs '{k}'"));
                     }
                 }
@@ -1620,15 +2129,24 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             };
             let (plen, dlen) = (plen as u8, dlen as u8);
             let Ok(pa) = prefix.trim().parse::<Ipv6Addr>() else {
-                ctx.err(&format!("{pp}.prefix"), format!("'{prefix}' is not an IPv6 address"));
+                ctx.err(
+                    &format!("{pp}.prefix"),
+                    format!("'{prefix}' is not an IPv6 address"),
+                );
                 continue;
             };
             if u128::from(pa) & !mask6(plen) != 0 {
-                ctx.err(&format!("{pp}.prefix"), format!("{pa}/{plen} has bits set beyond prefix-len {plen}"));
+                ctx.err(
+                    &format!("{pp}.prefix"),
+                    format!("{pa}/{plen} has bits set beyond prefix-len {plen}"),
+                );
                 continue;
             }
             if dlen < plen {
-                ctx.err(&format!("{pp}.delegated-len"), format!("delegated-len ({dlen}) must not be shorter than prefix-len ({plen})"));
+                ctx.err(
+                    &format!("{pp}.delegated-len"),
+                    format!("delegated-len ({dlen}) must not be shorter than prefix-len ({plen})"),
+                );
                 continue;
             }
             let excluded = match (ex, exlen) {
@@ -1637,7 +2155,10 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
                     let el = el as u8;
                     match e.trim().parse::<Ipv6Addr>() {
                         Err(_) => {
-                            ctx.err(&format!("{pp}.excluded-prefix"), format!("'{e}' is not an IPv6 address"));
+                            ctx.err(
+                                &format!("{pp}.excluded-prefix"),
+                                format!("'{e}' is not an IPv6 address"),
+                            );
                             None
                         }
                         Ok(ea) => {
@@ -1645,10 +2166,16 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
                                 ctx.err(&format!("{pp}.excluded-prefix-len"), format!("excluded-prefix-len ({el}) must be longer than delegated-len ({dlen})"));
                                 None
                             } else if u128::from(ea) & mask6(plen) != u128::from(pa) & mask6(plen) {
-                                ctx.err(&format!("{pp}.excluded-prefix"), format!("{ea}/{el} is not inside the pool prefix {pa}/{plen}"));
+                                ctx.err(
+                                    &format!("{pp}.excluded-prefix"),
+                                    format!("{ea}/{el} is not inside the pool prefix {pa}/{plen}"),
+                                );
                                 None
                             } else if u128::from(ea) & !mask6(el) != 0 {
-                                ctx.err(&format!("{pp}.excluded-prefix"), format!("{ea}/{el} has bits set beyond excluded-prefix-len"));
+                                ctx.err(
+                                    &format!("{pp}.excluded-prefix"),
+                                    format!("{ea}/{el} has bits set beyond excluded-prefix-len"),
+                                );
                                 None
                             } else {
                                 Some((ea, el))
@@ -1657,12 +2184,26 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
                     }
                 }
                 _ => {
-                    ctx.err(&pp, "excluded-prefix and excluded-prefix-len must be given together");
+                    ctx.err(
+                        &pp,
+                        "excluded-prefix and excluded-prefix-len must be given together",
+                    );
                     None
                 }
             };
-            pd.push((u128::from(pa), u128::from(pa) | !mask6(plen), format!("{pp}.prefix")));
-            s.pd_pools.push(PdPool6 { prefix: pa, prefix_len: plen, delegated_len: dlen, excluded_prefix: excluded, options, client_class });
+            pd.push((
+                u128::from(pa),
+                u128::from(pa) | !mask6(plen),
+                format!("{pp}.prefix"),
+            ));
+            s.pd_pools.push(PdPool6 {
+                prefix: pa,
+                prefix_len: plen,
+                delegated_len: dlen,
+                excluded_prefix: excluded,
+                options,
+                client_class,
+            });
         }
         s.reservations = read_res6(ctx, res_list, &rc, Some((network, len)));
         if id.is_some() {
@@ -1674,7 +2215,9 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
     let mut shared_networks: Vec<SharedNetwork6> = Vec::new();
     let mut sn_names: HashMap<String, String> = HashMap::new();
     for (p, v) in o.list(ctx, "shared-networks") {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else { continue };
+        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else {
+            continue;
+        };
         let name = so.str(ctx, "name").map(str::to_string);
         let sp = read_params(&mut so, ctx, fam, Level::Shared).over(&gp);
         let ol = so.list(ctx, "option-data");
@@ -1686,7 +2229,10 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             continue;
         };
         if let Some(prev) = sn_names.insert(name.clone(), p.clone()) {
-            ctx.err(&format!("{p}.name"), format!("shared network '{name}' is already defined at {prev}"));
+            ctx.err(
+                &format!("{p}.name"),
+                format!("shared network '{name}' is already defined at {prev}"),
+            );
         }
         let idx = shared_networks.len();
         let before = subnets.len();
@@ -1698,7 +2244,13 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             subnets: (before..subnets.len()).collect(),
             interface: sp.interface.clone(),
             interface_id: sp.interface_id.clone(),
-            relay: sp.relay.clone().unwrap_or_default().into_iter().filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None }).collect(),
+            relay: sp
+                .relay
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None })
+                .collect(),
             options,
             rapid_commit: sp.rapid_commit.unwrap_or(false),
         });

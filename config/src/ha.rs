@@ -24,13 +24,22 @@ const HA_STATES: &[&str] = &[
     "waiting",
 ];
 
-pub(crate) fn read_hooks(ctx: &mut Ctx, list: Vec<(String, &Value)>, v6: bool) -> Vec<HaRelationship> {
+pub(crate) fn read_hooks(
+    ctx: &mut Ctx,
+    list: Vec<(String, &Value)>,
+    v6: bool,
+) -> Vec<HaRelationship> {
     let mut out = Vec::new();
     let mut seen_ha = false;
     for (p, v) in list {
-        let Some(mut o) = Obj::new(ctx, v, &p, "a hook library") else { continue };
+        let Some(mut o) = Obj::new(ctx, v, &p, "a hook library") else {
+            continue;
+        };
         let lib = o.str(ctx, "library").unwrap_or("");
-        let base = Path::new(lib).file_name().and_then(|f| f.to_str()).unwrap_or("");
+        let base = Path::new(lib)
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("");
         match base {
             "libdhcp_ha.so" => {
                 if seen_ha {
@@ -62,14 +71,20 @@ pub(crate) fn read_hooks(ctx: &mut Ctx, list: Vec<(String, &Value)>, v6: bool) -
                         }
                         po.finish(ctx);
                     }
-                    None => ctx.err(&p, "libdhcp_ha.so needs \"parameters\": {\"high-availability\": [...]}"),
+                    None => ctx.err(
+                        &p,
+                        "libdhcp_ha.so needs \"parameters\": {\"high-availability\": [...]}",
+                    ),
                 }
             }
             "libdhcp_lease_cmds.so" => {
                 // The lease commands are built into xdhcp's control API; the hook takes no parameters.
                 o.accept("parameters");
             }
-            "" => ctx.err(&p, "a hook library needs \"library\": \"/path/to/libdhcp_xxx.so\""),
+            "" => ctx.err(
+                &p,
+                "a hook library needs \"library\": \"/path/to/libdhcp_xxx.so\"",
+            ),
             other => {
                 o.accept("parameters");
                 ctx.warn(&o.p("library"), format!("xdhcp does not load hook libraries; '{other}' is not loaded and what it would do does not happen"));
@@ -81,7 +96,13 @@ pub(crate) fn read_hooks(ctx: &mut Ctx, list: Vec<(String, &Value)>, v6: bool) -
     for (i, r) in out.iter().enumerate() {
         for r2 in &out[i + 1..] {
             if r.this_server_name == r2.this_server_name {
-                ctx.err("", format!("this-server-name '{}' is used by two high-availability relationships", r.this_server_name));
+                ctx.err(
+                    "",
+                    format!(
+                        "this-server-name '{}' is used by two high-availability relationships",
+                        r.this_server_name
+                    ),
+                );
             }
         }
     }
@@ -98,7 +119,9 @@ fn parse_url(u: &str) -> Result<(String, u16, bool), String> {
     };
     let hostport = rest.split('/').next().unwrap_or("");
     let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, after) = h.split_once(']').ok_or_else(|| format!("'{u}': unclosed '[' in the host"))?;
+        let (h, after) = h
+            .split_once(']')
+            .ok_or_else(|| format!("'{u}': unclosed '[' in the host"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
@@ -116,7 +139,11 @@ fn parse_url(u: &str) -> Result<(String, u16, bool), String> {
     }
     let port = match port {
         None => default_port,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("'{u}': '{p}' is not a port (1..65535)"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("'{u}': '{p}' is not a port (1..65535)"))?,
     };
     Ok((host, port, tls))
 }
@@ -133,9 +160,19 @@ fn read_tls(ctx: &mut Ctx, o: &mut Obj) -> Tls {
         cert_file: o.str(ctx, "cert-file").map(PathBuf::from),
         key_file: o.str(ctx, "key-file").map(PathBuf::from),
     };
-    let n = [t.trust_anchor.is_some(), t.cert_file.is_some(), t.key_file.is_some()].iter().filter(|b| **b).count();
+    let n = [
+        t.trust_anchor.is_some(),
+        t.cert_file.is_some(),
+        t.key_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if n != 0 && n != 3 {
-        ctx.err(&o.path, "trust-anchor, cert-file and key-file must be given all three or none");
+        ctx.err(
+            &o.path,
+            "trust-anchor, cert-file and key-file must be given all three or none",
+        );
     }
     t
 }
@@ -148,18 +185,26 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
         "load-balancing" => Some(HaMode::LoadBalancing),
         "passive-backup" => Some(HaMode::PassiveBackup),
         _ => {
-            ctx.err(&o.p("mode"), format!("'{m}' is not hot-standby, load-balancing or passive-backup"));
+            ctx.err(
+                &o.p("mode"),
+                format!("'{m}' is not hot-standby, load-balancing or passive-backup"),
+            );
             None
         }
     });
-    let delay = |ctx: &mut Ctx, o: &mut Obj, k: &str, d: u32| o.int(ctx, k, 0, 65535).map(|n| n as u32).unwrap_or(d);
+    let delay = |ctx: &mut Ctx, o: &mut Obj, k: &str, d: u32| {
+        o.int(ctx, k, 0, 65535).map(|n| n as u32).unwrap_or(d)
+    };
     let heartbeat = delay(ctx, &mut o, "heartbeat-delay", 10000);
     let max_response = delay(ctx, &mut o, "max-response-delay", 60000);
     let max_ack = delay(ctx, &mut o, "max-ack-delay", 10000);
     let max_unacked = o.u32(ctx, "max-unacked-clients").unwrap_or(10);
     let delayed_limit = o.u32(ctx, "delayed-updates-limit");
     let sync_timeout = o.u32(ctx, "sync-timeout").unwrap_or(60000);
-    let sync_page_limit = o.int(ctx, "sync-page-limit", 1, u32::MAX as i64).map(|n| n as u32).unwrap_or(10000);
+    let sync_page_limit = o
+        .int(ctx, "sync-page-limit", 1, u32::MAX as i64)
+        .map(|n| n as u32)
+        .unwrap_or(10000);
     let send_updates = o.bool(ctx, "send-lease-updates").unwrap_or(true);
     let sync_leases = o.bool(ctx, "sync-leases").unwrap_or(true);
     let wait_backup_ack = o.bool(ctx, "wait-backup-ack").unwrap_or(false);
@@ -177,7 +222,9 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
     let mut paused = Vec::new();
     if let Some(mut sm) = o.obj(ctx, "state-machine", "HA state machine settings") {
         for (sp, sv) in sm.list(ctx, "states") {
-            let Some(mut so) = Obj::new(ctx, sv, &sp, "a state setting") else { continue };
+            let Some(mut so) = Obj::new(ctx, sv, &sp, "a state setting") else {
+                continue;
+            };
             let st = so.str(ctx, "state");
             let pause = so.str(ctx, "pause").unwrap_or("never");
             so.finish(ctx);
@@ -186,11 +233,17 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
                 continue;
             };
             if !HA_STATES.contains(&st) {
-                ctx.err(&format!("{sp}.state"), format!("'{st}' is not an HA state ({})", HA_STATES.join(", ")));
+                ctx.err(
+                    &format!("{sp}.state"),
+                    format!("'{st}' is not an HA state ({})", HA_STATES.join(", ")),
+                );
                 continue;
             }
             if !["always", "never", "once"].contains(&pause) {
-                ctx.err(&format!("{sp}.pause"), format!("'{pause}' is not always, never or once"));
+                ctx.err(
+                    &format!("{sp}.pause"),
+                    format!("'{pause}' is not always, never or once"),
+                );
                 continue;
             }
             if pause != "never" {
@@ -202,7 +255,9 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
     let mut peers: Vec<HaPeer> = Vec::new();
     let peer_list = o.list(ctx, "peers");
     for (pp, pv) in peer_list {
-        let Some(mut po) = Obj::new(ctx, pv, &pp, "an HA peer") else { continue };
+        let Some(mut po) = Obj::new(ctx, pv, &pp, "an HA peer") else {
+            continue;
+        };
         let name = po.str(ctx, "name");
         let url = po.str(ctx, "url");
         let role = po.str(ctx, "role").and_then(|r| match r {
@@ -211,7 +266,10 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
             "standby" => Some(HaRole::Standby),
             "backup" => Some(HaRole::Backup),
             _ => {
-                ctx.err(&po.p("role"), format!("'{r}' is not primary, secondary, standby or backup"));
+                ctx.err(
+                    &po.p("role"),
+                    format!("'{r}' is not primary, secondary, standby or backup"),
+                );
                 None
             }
         });
@@ -220,11 +278,17 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
         let mut password = po.str(ctx, "basic-auth-password").map(str::to_string);
         if let Some(f) = po.str(ctx, "basic-auth-password-file") {
             if password.is_some() {
-                ctx.err(&po.p("basic-auth-password-file"), "basic-auth-password and basic-auth-password-file are exclusive");
+                ctx.err(
+                    &po.p("basic-auth-password-file"),
+                    "basic-auth-password and basic-auth-password-file are exclusive",
+                );
             }
             match std::fs::read_to_string(f) {
                 Ok(s) => password = Some(s.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => ctx.err(&po.p("basic-auth-password-file"), format!("cannot read '{f}': {e}")),
+                Err(e) => ctx.err(
+                    &po.p("basic-auth-password-file"),
+                    format!("cannot read '{f}': {e}"),
+                ),
             }
         }
         if password.is_some() && user.is_none() {
@@ -232,7 +296,10 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
         }
         if let Some(u) = &user {
             if u.contains(':') {
-                ctx.err(&po.p("basic-auth-user"), "must not contain ':' (HTTP basic auth)");
+                ctx.err(
+                    &po.p("basic-auth-user"),
+                    "must not contain ':' (HTTP basic auth)",
+                );
             }
         }
         let ptls = read_tls(ctx, &mut po);
@@ -250,7 +317,10 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
             continue;
         }
         if peers.iter().any(|p| p.name == name) {
-            ctx.err(&format!("{pp}.name"), format!("peer name '{name}' is used twice in this relationship"));
+            ctx.err(
+                &format!("{pp}.name"),
+                format!("peer name '{name}' is used twice in this relationship"),
+            );
             continue;
         }
         let (host, port, https) = match parse_url(url) {
@@ -261,7 +331,10 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
             }
         };
         if peers.iter().any(|p| p.host == host && p.port == port) {
-            ctx.err(&format!("{pp}.url"), format!("{host}:{port} is already the URL of another peer"));
+            ctx.err(
+                &format!("{pp}.url"),
+                format!("{host}:{port} is already the URL of another peer"),
+            );
         }
         let trust_anchor = ptls.trust_anchor.or_else(|| tls.trust_anchor.clone());
         peers.push(HaPeer {
@@ -303,25 +376,48 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
     let mut ok = true;
     for r in need {
         if count(*r) != 1 {
-            ctx.err(&pp, format!("{mode_name} needs exactly one {} peer, found {}", role_name(*r), count(*r)));
+            ctx.err(
+                &pp,
+                format!(
+                    "{mode_name} needs exactly one {} peer, found {}",
+                    role_name(*r),
+                    count(*r)
+                ),
+            );
             ok = false;
         }
     }
     for r in forbidden {
         if count(*r) > 0 {
-            ctx.err(&pp, format!("the {} role is not valid in {mode_name} mode", role_name(*r)));
+            ctx.err(
+                &pp,
+                format!(
+                    "the {} role is not valid in {mode_name} mode",
+                    role_name(*r)
+                ),
+            );
             ok = false;
         }
     }
     if !peers.iter().any(|p| p.name == this) {
         ctx.err(
             &format!("{path}.this-server-name"),
-            format!("'{this}' is not the name of any peer ({})", peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "'{this}' is not the name of any peer ({})",
+                peers
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
         ok = false;
     }
     if wait_backup_ack && mode != HaMode::PassiveBackup {
-        ctx.err(&format!("{path}.wait-backup-ack"), "only valid in passive-backup mode");
+        ctx.err(
+            &format!("{path}.wait-backup-ack"),
+            "only valid in passive-backup mode",
+        );
     }
     if heartbeat == 0 {
         ctx.err(&format!("{path}.heartbeat-delay"), "must be greater than 0");
@@ -343,7 +439,11 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
         max_response_delay_ms: max_response,
         max_ack_delay_ms: max_ack,
         max_unacked_clients: max_unacked,
-        delayed_updates_limit: delayed_limit.unwrap_or(if mode == HaMode::LoadBalancing { 100 } else { 0 }),
+        delayed_updates_limit: delayed_limit.unwrap_or(if mode == HaMode::LoadBalancing {
+            100
+        } else {
+            0
+        }),
         sync_timeout_ms: sync_timeout,
         sync_page_limit,
         send_lease_updates: send_updates,
@@ -371,9 +471,18 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("http://172.28.0.254:8000/").unwrap(), ("172.28.0.254".into(), 8000, false));
-        assert_eq!(parse_url("https://[2001:db8::1]/").unwrap(), ("2001:db8::1".into(), 443, true));
-        assert_eq!(parse_url("http://host").unwrap(), ("host".into(), 80, false));
+        assert_eq!(
+            parse_url("http://172.28.0.254:8000/").unwrap(),
+            ("172.28.0.254".into(), 8000, false)
+        );
+        assert_eq!(
+            parse_url("https://[2001:db8::1]/").unwrap(),
+            ("2001:db8::1".into(), 443, true)
+        );
+        assert_eq!(
+            parse_url("http://host").unwrap(),
+            ("host".into(), 80, false)
+        );
         assert!(parse_url("ftp://x").is_err());
         assert!(parse_url("http://x:99999/").is_err());
     }

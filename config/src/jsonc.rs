@@ -53,7 +53,11 @@ pub(crate) fn strip_comments(text: &str) -> String {
     out
 }
 
-fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String, already: usize) {
+fn skip_line(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    out: &mut String,
+    already: usize,
+) {
     for _ in 0..already {
         out.push(' ');
     }
@@ -67,13 +71,23 @@ fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut Str
 }
 
 enum Frame {
-    Obj { key: Option<String>, keys: Vec<String>, expect_key: bool },
-    Arr { idx: usize },
+    Obj {
+        key: Option<String>,
+        keys: Vec<String>,
+        expect_key: bool,
+    },
+    Arr {
+        idx: usize,
+    },
 }
 
 fn path_of(stack: &[Frame], include_last: bool) -> String {
     let mut p = String::new();
-    let n = if include_last { stack.len() } else { stack.len().saturating_sub(1) };
+    let n = if include_last {
+        stack.len()
+    } else {
+        stack.len().saturating_sub(1)
+    };
     for f in &stack[..n] {
         match f {
             Frame::Obj { key: Some(k), .. } => {
@@ -92,7 +106,11 @@ fn path_of(stack: &[Frame], include_last: bool) -> String {
 fn line_col(text: &str, byte: usize) -> (usize, usize) {
     let before = &text[..byte];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| before[i + 1..].chars().count()).unwrap_or(before.chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map(|i| before[i + 1..].chars().count())
+        .unwrap_or(before.chars().count())
+        + 1;
     (line, col)
 }
 
@@ -138,7 +156,12 @@ pub(crate) fn relax(text: &str) -> (String, Vec<LexNote>, Vec<LexNote>) {
                 let end = i.min(b.len());
                 let s = String::from_utf8_lossy(&b[start..end]).into_owned();
                 let here = path_of(&stack, true);
-                if let Some(Frame::Obj { key, keys, expect_key }) = stack.last_mut() {
+                if let Some(Frame::Obj {
+                    key,
+                    keys,
+                    expect_key,
+                }) = stack.last_mut()
+                {
                     if *expect_key {
                         *expect_key = false;
                         if keys.contains(&s) {
@@ -158,7 +181,11 @@ pub(crate) fn relax(text: &str) -> (String, Vec<LexNote>, Vec<LexNote>) {
                 i += 1;
                 continue;
             }
-            b'{' => stack.push(Frame::Obj { key: None, keys: Vec::new(), expect_key: true }),
+            b'{' => stack.push(Frame::Obj {
+                key: None,
+                keys: Vec::new(),
+                expect_key: true,
+            }),
             b'[' => stack.push(Frame::Arr { idx: 0 }),
             b'}' | b']' => {
                 stack.pop();
@@ -166,7 +193,9 @@ pub(crate) fn relax(text: &str) -> (String, Vec<LexNote>, Vec<LexNote>) {
             b',' => {
                 pending_comma = Some(i);
                 match stack.last_mut() {
-                    Some(Frame::Obj { expect_key, key, .. }) => {
+                    Some(Frame::Obj {
+                        expect_key, key, ..
+                    }) => {
                         *expect_key = true;
                         *key = None;
                     }
@@ -204,7 +233,11 @@ mod tests {
         let (s, w, e) = relax(t);
         assert!(e.is_empty());
         assert_eq!(w.len(), 1);
-        assert!(w[0].message.starts_with("line 1, column 33"), "{}", w[0].message);
+        assert!(
+            w[0].message.starts_with("line 1, column 33"),
+            "{}",
+            w[0].message
+        );
         assert_eq!(w[0].json_path, "Dhcp4.subnet4[0]");
         serde_json::from_str::<serde_json::Value>(&s).unwrap();
     }

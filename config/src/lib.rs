@@ -34,7 +34,13 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file.display(), self.json_path, self.message)
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.json_path,
+            self.message
+        )
     }
 }
 
@@ -47,7 +53,11 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        write!(f, "configuration rejected ({n} error{})", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "configuration rejected ({n} error{})",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.errors {
             write!(f, "\n  {e}")?;
         }
@@ -74,7 +84,11 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 /// Validates configuration text; `source` names it in diagnostics and in [`model::Config::source`].
 /// Every problem found is reported, not only the first.
 pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
-    let mut ctx = walk::Ctx { file: source.to_path_buf(), errors: Vec::new(), warnings: Vec::new() };
+    let mut ctx = walk::Ctx {
+        file: source.to_path_buf(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let stripped = strip_comments(text);
     let (clean, lex_warnings, lex_errors) = jsonc::relax(&stripped);
     for n in lex_warnings {
@@ -93,7 +107,11 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
             return Err(ConfigError { errors: ctx.errors });
         }
     };
-    let mut config = model::Config { source: source.to_path_buf(), dhcp4: None, dhcp6: None };
+    let mut config = model::Config {
+        source: source.to_path_buf(),
+        dhcp4: None,
+        dhcp6: None,
+    };
     match &root {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
@@ -110,10 +128,19 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
                 ctx.err("", "no \"Dhcp4\" or \"Dhcp6\" object: nothing to serve");
             }
         }
-        other => ctx.err("", format!("the configuration must be a JSON map with a \"Dhcp4\" or \"Dhcp6\" key, found {}", walk::type_name(other))),
+        other => ctx.err(
+            "",
+            format!(
+                "the configuration must be a JSON map with a \"Dhcp4\" or \"Dhcp6\" key, found {}",
+                walk::type_name(other)
+            ),
+        ),
     }
     if ctx.errors.is_empty() {
-        Ok(Loaded { config, warnings: ctx.warnings })
+        Ok(Loaded {
+            config,
+            warnings: ctx.warnings,
+        })
     } else {
         Err(ConfigError { errors: ctx.errors })
     }

@@ -301,7 +301,11 @@ pub struct Subnet4 {
 
 impl Subnet4 {
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - self.prefix_len) };
+        let mask = if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len)
+        };
         (u32::from(a) & mask) == (u32::from(self.network) & mask)
     }
 }
@@ -407,7 +411,11 @@ pub struct Subnet6 {
 
 impl Subnet6 {
     pub fn contains(&self, a: Ipv6Addr) -> bool {
-        let mask = if self.prefix_len == 0 { 0 } else { u128::MAX << (128 - self.prefix_len) };
+        let mask = if self.prefix_len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.prefix_len)
+        };
         (u128::from(a) & mask) == (u128::from(self.network) & mask)
     }
 }

@@ -85,7 +85,14 @@ pub struct OptionDef {
     pub encapsulate: String,
 }
 
-struct Std(&'static str, u16, DataType, bool, &'static [DataType], &'static str);
+struct Std(
+    &'static str,
+    u16,
+    DataType,
+    bool,
+    &'static [DataType],
+    &'static str,
+);
 
 use DataType as T;
 
@@ -371,26 +378,37 @@ impl OptionDefs {
     /// True if `space`/`code` or `space`/`name` is a standard definition (which `option-def` may not replace).
     pub fn is_standard(&self, space: &str, code: u16, name: &str) -> bool {
         let std = OptionDefs::standard(self.universe);
-        std.defs.iter().any(|d| d.space == space && (d.code == code || d.name == name))
+        std.defs
+            .iter()
+            .any(|d| d.space == space && (d.code == code || d.name == name))
     }
 
     /// Adds or replaces a definition (same space and code, or same space and name).
     pub fn add(&mut self, def: OptionDef) {
-        self.defs.retain(|d| !(d.space == def.space && (d.code == def.code || d.name == def.name)));
+        self.defs
+            .retain(|d| !(d.space == def.space && (d.code == def.code || d.name == def.name)));
         self.defs.push(def);
     }
 
     pub fn by_name(&self, space: &str, name: &str) -> Option<&OptionDef> {
-        self.defs.iter().find(|d| d.space == space && d.name == name)
+        self.defs
+            .iter()
+            .find(|d| d.space == space && d.name == name)
     }
 
     pub fn by_code(&self, space: &str, code: u16) -> Option<&OptionDef> {
-        self.defs.iter().find(|d| d.space == space && d.code == code)
+        self.defs
+            .iter()
+            .find(|d| d.space == space && d.code == code)
     }
 
     /// Whether any definition lives in `space` (an option space exists once something is defined in it).
     pub fn space_known(&self, space: &str) -> bool {
-        space == self.universe.top_space() || self.defs.iter().any(|d| d.space == space || d.encapsulate == space)
+        space == self.universe.top_space()
+            || self
+                .defs
+                .iter()
+                .any(|d| d.space == space || d.encapsulate == space)
     }
 }
 
@@ -413,7 +431,10 @@ pub fn split_csv(data: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Parses hex as Kea accepts it for `csv-format: false` and binary fields: optional `0x`, then either
@@ -421,11 +442,15 @@ pub fn split_csv(data: &str) -> Vec<String> {
 /// colons or spaces.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let t = s.trim();
-    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
     if t.is_empty() {
         return Ok(Vec::new());
     }
-    let bad = || format!("'{s}' is not valid hex (expected digits like 0a0b0c, 0a:0b:0c or 0a 0b 0c)");
+    let bad =
+        || format!("'{s}' is not valid hex (expected digits like 0a0b0c, 0a:0b:0c or 0a 0b 0c)");
     if t.contains([':', ' ']) {
         let sep = if t.contains(':') { ':' } else { ' ' };
         let mut out = Vec::new();
@@ -437,10 +462,19 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         }
         return Ok(out);
     }
-    let padded = if t.len() % 2 == 1 { format!("0{t}") } else { t.to_string() };
+    let padded = if t.len() % 2 == 1 {
+        format!("0{t}")
+    } else {
+        t.to_string()
+    };
     (0..padded.len())
         .step_by(2)
-        .map(|i| padded.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(bad))
+        .map(|i| {
+            padded
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(bad)
+        })
         .collect()
 }
 
@@ -448,7 +482,8 @@ fn parse_int(v: &str, min: i64, max: i64, ty: &str) -> Result<i64, String> {
     let n = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         i64::from_str_radix(h, 16).map_err(|_| format!("'{v}' is not a valid {ty}"))?
     } else {
-        v.parse::<i64>().map_err(|_| format!("'{v}' is not a valid {ty}"))?
+        v.parse::<i64>()
+            .map_err(|_| format!("'{v}' is not a valid {ty}"))?
     };
     if n < min || n > max {
         return Err(format!("{n} is out of range for {ty} ({min}..{max})"));
@@ -465,10 +500,14 @@ pub fn encode_fqdn(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
     }
     for label in n.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(format!("'{name}' is not a valid domain name (empty label or label over 63 bytes)"));
+            return Err(format!(
+                "'{name}' is not a valid domain name (empty label or label over 63 bytes)"
+            ));
         }
         if label.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("'{name}' is not a valid domain name (contains whitespace)"));
+            return Err(format!(
+                "'{name}' is not a valid domain name (contains whitespace)"
+            ));
         }
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
@@ -481,9 +520,19 @@ pub fn encode_fqdn(name: &str, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 fn parse_v6_prefix(v: &str) -> Result<(Ipv6Addr, u8), String> {
-    let (a, l) = v.split_once('/').ok_or_else(|| format!("'{v}' is not an IPv6 prefix (expected 2001:db8::/48)"))?;
-    let addr: Ipv6Addr = a.trim().parse().map_err(|_| format!("'{a}' is not an IPv6 address"))?;
-    let len: u8 = l.trim().parse().ok().filter(|l| *l <= 128).ok_or_else(|| format!("'{l}' is not a prefix length (0..128)"))?;
+    let (a, l) = v
+        .split_once('/')
+        .ok_or_else(|| format!("'{v}' is not an IPv6 prefix (expected 2001:db8::/48)"))?;
+    let addr: Ipv6Addr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not an IPv6 address"))?;
+    let len: u8 = l
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| format!("'{l}' is not a prefix length (0..128)"))?;
     Ok((addr, len))
 }
 
@@ -497,18 +546,32 @@ pub fn encode_field(ty: DataType, v: &str, u: Universe, out: &mut Vec<u8>) -> Re
             "false" | "0" => 0,
             _ => return Err(format!("'{v}' is not a boolean (true or false)")),
         }),
-        DataType::Int8 => out.push(parse_int(v, i8::MIN as i64, i8::MAX as i64, "int8")? as i8 as u8),
-        DataType::Int16 => out.extend((parse_int(v, i16::MIN as i64, i16::MAX as i64, "int16")? as i16).to_be_bytes()),
-        DataType::Int32 => out.extend((parse_int(v, i32::MIN as i64, i32::MAX as i64, "int32")? as i32).to_be_bytes()),
+        DataType::Int8 => {
+            out.push(parse_int(v, i8::MIN as i64, i8::MAX as i64, "int8")? as i8 as u8)
+        }
+        DataType::Int16 => out.extend(
+            (parse_int(v, i16::MIN as i64, i16::MAX as i64, "int16")? as i16).to_be_bytes(),
+        ),
+        DataType::Int32 => out.extend(
+            (parse_int(v, i32::MIN as i64, i32::MAX as i64, "int32")? as i32).to_be_bytes(),
+        ),
         DataType::Uint8 => out.push(parse_int(v, 0, u8::MAX as i64, "uint8")? as u8),
-        DataType::Uint16 => out.extend((parse_int(v, 0, u16::MAX as i64, "uint16")? as u16).to_be_bytes()),
-        DataType::Uint32 => out.extend((parse_int(v, 0, u32::MAX as i64, "uint32")? as u32).to_be_bytes()),
+        DataType::Uint16 => {
+            out.extend((parse_int(v, 0, u16::MAX as i64, "uint16")? as u16).to_be_bytes())
+        }
+        DataType::Uint32 => {
+            out.extend((parse_int(v, 0, u32::MAX as i64, "uint32")? as u32).to_be_bytes())
+        }
         DataType::Ipv4Address => {
-            let a: Ipv4Addr = v.parse().map_err(|_| format!("'{v}' is not an IPv4 address"))?;
+            let a: Ipv4Addr = v
+                .parse()
+                .map_err(|_| format!("'{v}' is not an IPv4 address"))?;
             out.extend(a.octets());
         }
         DataType::Ipv6Address => {
-            let a: Ipv6Addr = v.parse().map_err(|_| format!("'{v}' is not an IPv6 address"))?;
+            let a: Ipv6Addr = v
+                .parse()
+                .map_err(|_| format!("'{v}' is not an IPv6 address"))?;
             out.extend(a.octets());
         }
         DataType::Ipv6Prefix => {
@@ -522,14 +585,20 @@ pub fn encode_field(ty: DataType, v: &str, u: Universe, out: &mut Vec<u8>) -> Re
             out.extend_from_slice(&o[..bytes]);
         }
         DataType::Psid => {
-            let (p, l) = v.split_once('/').ok_or_else(|| format!("'{v}' is not a PSID (expected psid/psid-len, e.g. 3/4)"))?;
+            let (p, l) = v
+                .split_once('/')
+                .ok_or_else(|| format!("'{v}' is not a PSID (expected psid/psid-len, e.g. 3/4)"))?;
             let psid = parse_int(p.trim(), 0, u16::MAX as i64, "PSID")? as u32;
             let len = parse_int(l.trim(), 0, 16, "PSID length")? as u32;
             if len == 0 && psid != 0 || len > 0 && len < 16 && psid >= (1 << len) {
                 return Err(format!("PSID {psid} does not fit in {len} bits"));
             }
             out.push(len as u8);
-            let shifted = if len == 0 { 0 } else { (psid << (16 - len)) as u16 };
+            let shifted = if len == 0 {
+                0
+            } else {
+                (psid << (16 - len)) as u16
+            };
             out.extend(shifted.to_be_bytes());
         }
         DataType::String => {
@@ -541,12 +610,14 @@ pub fn encode_field(ty: DataType, v: &str, u: Universe, out: &mut Vec<u8>) -> Re
         DataType::Fqdn => encode_fqdn(v, out)?,
         DataType::Tuple => match u {
             Universe::V4 => {
-                let l = u8::try_from(v.len()).map_err(|_| "tuple longer than 255 bytes".to_string())?;
+                let l =
+                    u8::try_from(v.len()).map_err(|_| "tuple longer than 255 bytes".to_string())?;
                 out.push(l);
                 out.extend_from_slice(v.as_bytes());
             }
             Universe::V6 => {
-                let l = u16::try_from(v.len()).map_err(|_| "tuple longer than 65535 bytes".to_string())?;
+                let l = u16::try_from(v.len())
+                    .map_err(|_| "tuple longer than 65535 bytes".to_string())?;
                 out.extend(l.to_be_bytes());
                 out.extend_from_slice(v.as_bytes());
             }
@@ -556,10 +627,24 @@ pub fn encode_field(ty: DataType, v: &str, u: Universe, out: &mut Vec<u8>) -> Re
             let (dst, gw) = v
                 .split_once('-')
                 .ok_or_else(|| format!("'{v}' is not a route (expected 10.0.0.0/8 - 192.0.2.1)"))?;
-            let (net, len) = dst.trim().split_once('/').ok_or_else(|| format!("'{dst}' is not a prefix"))?;
-            let net: Ipv4Addr = net.trim().parse().map_err(|_| format!("'{net}' is not an IPv4 address"))?;
-            let len: u8 = len.trim().parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("'{len}' is not a prefix length"))?;
-            let gw: Ipv4Addr = gw.trim().parse().map_err(|_| format!("'{gw}' is not an IPv4 address"))?;
+            let (net, len) = dst
+                .trim()
+                .split_once('/')
+                .ok_or_else(|| format!("'{dst}' is not a prefix"))?;
+            let net: Ipv4Addr = net
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{net}' is not an IPv4 address"))?;
+            let len: u8 = len
+                .trim()
+                .parse()
+                .ok()
+                .filter(|l| *l <= 32)
+                .ok_or_else(|| format!("'{len}' is not a prefix length"))?;
+            let gw: Ipv4Addr = gw
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{gw}' is not an IPv4 address"))?;
             out.push(len);
             out.extend_from_slice(&net.octets()[..(len as usize).div_ceil(8)]);
             out.extend(gw.octets());
@@ -576,7 +661,12 @@ pub struct EncodeNotes {
 }
 
 /// Encodes Kea `data` for option `def`. `csv` is Kea's `csv-format` (default true).
-pub fn encode_data(def: &OptionDef, data: &str, csv: bool, u: Universe) -> Result<(Vec<u8>, EncodeNotes), String> {
+pub fn encode_data(
+    def: &OptionDef,
+    data: &str,
+    csv: bool,
+    u: Universe,
+) -> Result<(Vec<u8>, EncodeNotes), String> {
     let mut out = Vec::new();
     let mut notes = EncodeNotes::default();
     if !csv {
@@ -584,7 +674,10 @@ pub fn encode_data(def: &OptionDef, data: &str, csv: bool, u: Universe) -> Resul
     }
     if def.ty == DataType::Empty {
         if !data.trim().is_empty() {
-            return Err(format!("option '{}' has type empty and takes no data", def.name));
+            return Err(format!(
+                "option '{}' has type empty and takes no data",
+                def.name
+            ));
         }
         return Ok((out, notes));
     }
@@ -599,7 +692,11 @@ pub fn encode_data(def: &OptionDef, data: &str, csv: bool, u: Universe) -> Resul
                 "option '{}' is a record of {} fields ({}) but data has {} value(s)",
                 def.name,
                 def.record.len(),
-                def.record.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join(", "),
+                def.record
+                    .iter()
+                    .map(|t| format!("{t:?}").to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 values.len()
             ));
         }
@@ -613,17 +710,28 @@ pub fn encode_data(def: &OptionDef, data: &str, csv: bool, u: Universe) -> Resul
                 notes.dropped_values = values.len() - def.record.len();
                 break;
             };
-            encode_field(ty, v, u, &mut out).map_err(|e| format!("value {} ('{v}'): {e}", i + 1))?;
+            encode_field(ty, v, u, &mut out)
+                .map_err(|e| format!("value {} ('{v}'): {e}", i + 1))?;
         }
         return Ok((out, notes));
     }
     if values.is_empty() {
         if def.ty == DataType::String {
-            return Err(format!("option '{}' needs data (a non-empty string)", def.name));
+            return Err(format!(
+                "option '{}' needs data (a non-empty string)",
+                def.name
+            ));
         }
-        return Err(format!("option '{}' needs data of type {:?}", def.name, def.ty));
+        return Err(format!(
+            "option '{}' needs data of type {:?}",
+            def.name, def.ty
+        ));
     }
-    let take = if def.array || def.ty == DataType::ClasslessRoutes { values.len() } else { 1 };
+    let take = if def.array || def.ty == DataType::ClasslessRoutes {
+        values.len()
+    } else {
+        1
+    };
     notes.dropped_values = values.len() - take;
     for (i, v) in values.iter().take(take).enumerate() {
         encode_field(def.ty, v, u, &mut out).map_err(|e| {
@@ -663,16 +771,38 @@ mod tests {
 
     #[test]
     fn typed_fields() {
-        assert_eq!(enc(Universe::V4, "routers", "192.0.2.1, 192.0.2.2"), vec![192, 0, 2, 1, 192, 0, 2, 2]);
-        assert_eq!(enc(Universe::V4, "time-offset", "-25200"), (-25200i32).to_be_bytes().to_vec());
-        assert_eq!(enc(Universe::V4, "default-ip-ttl", "0xf0"), vec![0xf0]);
-        assert_eq!(enc(Universe::V4, "domain-search", "a.b, c"), vec![1, b'a', 1, b'b', 0, 1, b'c', 0]);
-        assert_eq!(enc(Universe::V4, "ip-forwarding", "true"), vec![1]);
-        assert_eq!(enc(Universe::V4, "v4-portparams", "2, 3/4"), vec![2, 4, 0x30, 0x00]);
-        assert_eq!(enc(Universe::V6, "bootfile-param", "ab, c"), vec![0, 2, b'a', b'b', 0, 1, b'c']);
-        assert_eq!(enc(Universe::V6, "pd-exclude", "2001:db8:1:ff00::/60"), vec![60, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0xff, 0]);
         assert_eq!(
-            enc(Universe::V4, "classless-static-route", "10.0.0.0/8 - 192.0.2.1, 0.0.0.0/0 - 192.0.2.2"),
+            enc(Universe::V4, "routers", "192.0.2.1, 192.0.2.2"),
+            vec![192, 0, 2, 1, 192, 0, 2, 2]
+        );
+        assert_eq!(
+            enc(Universe::V4, "time-offset", "-25200"),
+            (-25200i32).to_be_bytes().to_vec()
+        );
+        assert_eq!(enc(Universe::V4, "default-ip-ttl", "0xf0"), vec![0xf0]);
+        assert_eq!(
+            enc(Universe::V4, "domain-search", "a.b, c"),
+            vec![1, b'a', 1, b'b', 0, 1, b'c', 0]
+        );
+        assert_eq!(enc(Universe::V4, "ip-forwarding", "true"), vec![1]);
+        assert_eq!(
+            enc(Universe::V4, "v4-portparams", "2, 3/4"),
+            vec![2, 4, 0x30, 0x00]
+        );
+        assert_eq!(
+            enc(Universe::V6, "bootfile-param", "ab, c"),
+            vec![0, 2, b'a', b'b', 0, 1, b'c']
+        );
+        assert_eq!(
+            enc(Universe::V6, "pd-exclude", "2001:db8:1:ff00::/60"),
+            vec![60, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0xff, 0]
+        );
+        assert_eq!(
+            enc(
+                Universe::V4,
+                "classless-static-route",
+                "10.0.0.0/8 - 192.0.2.1, 0.0.0.0/0 - 192.0.2.2"
+            ),
             vec![8, 10, 192, 0, 2, 1, 0, 192, 0, 2, 2]
         );
     }
@@ -681,8 +811,12 @@ mod tests {
     fn range_errors() {
         let defs = OptionDefs::standard(Universe::V4);
         let d = defs.by_name("dhcp4", "default-ip-ttl").unwrap();
-        assert!(encode_data(d, "256", true, Universe::V4).unwrap_err().contains("out of range"));
+        assert!(encode_data(d, "256", true, Universe::V4)
+            .unwrap_err()
+            .contains("out of range"));
         let d = defs.by_name("dhcp4", "routers").unwrap();
-        assert!(encode_data(d, "192.0.2.300", true, Universe::V4).unwrap_err().contains("not an IPv4"));
+        assert!(encode_data(d, "192.0.2.300", true, Universe::V4)
+            .unwrap_err()
+            .contains("not an IPv4"));
     }
 }

@@ -17,10 +17,18 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn err(&mut self, path: &str, msg: impl Into<String>) {
-        self.errors.push(Diagnostic { file: self.file.clone(), json_path: path.to_string(), message: msg.into() });
+        self.errors.push(Diagnostic {
+            file: self.file.clone(),
+            json_path: path.to_string(),
+            message: msg.into(),
+        });
     }
     pub fn warn(&mut self, path: &str, msg: impl Into<String>) {
-        self.warnings.push(Diagnostic { file: self.file.clone(), json_path: path.to_string(), message: msg.into() });
+        self.warnings.push(Diagnostic {
+            file: self.file.clone(),
+            json_path: path.to_string(),
+            message: msg.into(),
+        });
     }
 }
 
@@ -48,32 +56,104 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 const SAFE_IGNORED: &[(&str, &str)] = &[
     ("ddns-", "xdhcp does not send DNS updates"),
     ("dhcp-ddns", "xdhcp does not send DNS updates"),
-    ("hostname-char-set", "xdhcp does not rewrite client host names (no DNS updates)"),
-    ("hostname-char-replacement", "xdhcp does not rewrite client host names (no DNS updates)"),
-    ("sanity-checks", "xdhcp validates every lease it loads from its journal itself"),
-    ("server-tag", "xdhcp does not use Kea's configuration backend"),
-    ("statistic-default-sample-count", "xdhcp exports counters as Prometheus metrics instead"),
-    ("statistic-default-sample-age", "xdhcp exports counters as Prometheus metrics instead"),
-    ("cache-threshold", "xdhcp does not reuse cached lease times; renewals extend the lease"),
-    ("cache-max-age", "xdhcp does not reuse cached lease times; renewals extend the lease"),
-    ("store-extended-info", "xdhcp does not store relay information in leases"),
-    ("dhcp-queue-control", "xdhcp workers have their own bounded queues (user-context.xdhcp)"),
-    ("dhcp4o6-port", "DHCPv4-over-DHCPv6 is not supported; nothing is served on it"),
-    ("4o6-interface", "DHCPv4-over-DHCPv6 is not supported; nothing is served on it"),
-    ("4o6-interface-id", "DHCPv4-over-DHCPv6 is not supported; nothing is served on it"),
-    ("4o6-subnet", "DHCPv4-over-DHCPv6 is not supported; nothing is served on it"),
-    ("parked-packet-limit", "xdhcp does not park packets for hooks"),
-    ("early-global-reservations-lookup", "xdhcp looks reservations up by subnet and globally as configured"),
-    ("reservations-lookup-first", "xdhcp always checks reservations before allocating"),
+    (
+        "hostname-char-set",
+        "xdhcp does not rewrite client host names (no DNS updates)",
+    ),
+    (
+        "hostname-char-replacement",
+        "xdhcp does not rewrite client host names (no DNS updates)",
+    ),
+    (
+        "sanity-checks",
+        "xdhcp validates every lease it loads from its journal itself",
+    ),
+    (
+        "server-tag",
+        "xdhcp does not use Kea's configuration backend",
+    ),
+    (
+        "statistic-default-sample-count",
+        "xdhcp exports counters as Prometheus metrics instead",
+    ),
+    (
+        "statistic-default-sample-age",
+        "xdhcp exports counters as Prometheus metrics instead",
+    ),
+    (
+        "cache-threshold",
+        "xdhcp does not reuse cached lease times; renewals extend the lease",
+    ),
+    (
+        "cache-max-age",
+        "xdhcp does not reuse cached lease times; renewals extend the lease",
+    ),
+    (
+        "store-extended-info",
+        "xdhcp does not store relay information in leases",
+    ),
+    (
+        "dhcp-queue-control",
+        "xdhcp workers have their own bounded queues (user-context.xdhcp)",
+    ),
+    (
+        "dhcp4o6-port",
+        "DHCPv4-over-DHCPv6 is not supported; nothing is served on it",
+    ),
+    (
+        "4o6-interface",
+        "DHCPv4-over-DHCPv6 is not supported; nothing is served on it",
+    ),
+    (
+        "4o6-interface-id",
+        "DHCPv4-over-DHCPv6 is not supported; nothing is served on it",
+    ),
+    (
+        "4o6-subnet",
+        "DHCPv4-over-DHCPv6 is not supported; nothing is served on it",
+    ),
+    (
+        "parked-packet-limit",
+        "xdhcp does not park packets for hooks",
+    ),
+    (
+        "early-global-reservations-lookup",
+        "xdhcp looks reservations up by subnet and globally as configured",
+    ),
+    (
+        "reservations-lookup-first",
+        "xdhcp always checks reservations before allocating",
+    ),
     ("compatibility", "xdhcp applies strict option parsing"),
     ("re-detect", "xdhcp serves exactly the interfaces listed"),
-    ("outbound-interface", "xdhcp replies on the interface a query came in on"),
-    ("service-sockets-require-all", "xdhcp fails to start when a listed interface cannot be opened"),
-    ("service-sockets-max-retries", "xdhcp fails to start when a listed interface cannot be opened"),
-    ("service-sockets-retry-wait-time", "xdhcp fails to start when a listed interface cannot be opened"),
-    ("relay-supplied-options", "xdhcp does not echo relay-supplied options"),
-    ("mac-sources", "xdhcp takes the MAC from the link layer or the client-linklayer-address relay option"),
-    ("max-row-errors", "xdhcp's journal skips no lease records silently: a damaged record stops the load"),
+    (
+        "outbound-interface",
+        "xdhcp replies on the interface a query came in on",
+    ),
+    (
+        "service-sockets-require-all",
+        "xdhcp fails to start when a listed interface cannot be opened",
+    ),
+    (
+        "service-sockets-max-retries",
+        "xdhcp fails to start when a listed interface cannot be opened",
+    ),
+    (
+        "service-sockets-retry-wait-time",
+        "xdhcp fails to start when a listed interface cannot be opened",
+    ),
+    (
+        "relay-supplied-options",
+        "xdhcp does not echo relay-supplied options",
+    ),
+    (
+        "mac-sources",
+        "xdhcp takes the MAC from the link layer or the client-linklayer-address relay option",
+    ),
+    (
+        "max-row-errors",
+        "xdhcp's journal skips no lease records silently: a damaged record stops the load",
+    ),
 ];
 
 /// Kea keys whose effect xdhcp cannot provide, where ignoring them would change behaviour.
@@ -93,9 +173,19 @@ pub(crate) struct Obj<'v> {
 impl<'v> Obj<'v> {
     pub fn new(ctx: &mut Ctx, v: &'v Value, path: &str, what: &str) -> Option<Obj<'v>> {
         match v {
-            Value::Object(map) => Some(Obj { path: path.to_string(), map, used: HashSet::new() }),
+            Value::Object(map) => Some(Obj {
+                path: path.to_string(),
+                map,
+                used: HashSet::new(),
+            }),
             other => {
-                ctx.err(path, format!("must be a map (JSON object) describing {what}, found {}", type_name(other)));
+                ctx.err(
+                    path,
+                    format!(
+                        "must be a map (JSON object) describing {what}, found {}",
+                        type_name(other)
+                    ),
+                );
                 None
             }
         }
@@ -123,7 +213,10 @@ impl<'v> Obj<'v> {
         match self.take(k)? {
             Value::String(s) => Some(s),
             other => {
-                ctx.err(&self.p(k), format!("must be a string, found {}", type_name(other)));
+                ctx.err(
+                    &self.p(k),
+                    format!("must be a string, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -133,7 +226,10 @@ impl<'v> Obj<'v> {
         match self.take(k)? {
             Value::Bool(b) => Some(*b),
             other => {
-                ctx.err(&self.p(k), format!("must be true or false, found {}", type_name(other)));
+                ctx.err(
+                    &self.p(k),
+                    format!("must be true or false, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -145,11 +241,20 @@ impl<'v> Obj<'v> {
         match v.as_i64() {
             Some(n) if n >= min && n <= max => Some(n),
             Some(n) => {
-                ctx.err(&self.p(k), format!("{n} is out of range; it must be between {min} and {max}"));
+                ctx.err(
+                    &self.p(k),
+                    format!("{n} is out of range; it must be between {min} and {max}"),
+                );
                 None
             }
             None => {
-                ctx.err(&self.p(k), format!("must be an integer between {min} and {max}, found {}", type_name(v)));
+                ctx.err(
+                    &self.p(k),
+                    format!(
+                        "must be an integer between {min} and {max}, found {}",
+                        type_name(v)
+                    ),
+                );
                 None
             }
         }
@@ -164,7 +269,10 @@ impl<'v> Obj<'v> {
         match v.as_f64() {
             Some(f) => Some(f),
             None => {
-                ctx.err(&self.p(k), format!("must be a number, found {}", type_name(v)));
+                ctx.err(
+                    &self.p(k),
+                    format!("must be a number, found {}", type_name(v)),
+                );
                 None
             }
         }
@@ -176,10 +284,16 @@ impl<'v> Obj<'v> {
             None => Vec::new(),
             Some(Value::Array(a)) => {
                 let base = self.p(k);
-                a.iter().enumerate().map(|(i, v)| (format!("{base}[{i}]"), v)).collect()
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{base}[{i}]"), v))
+                    .collect()
             }
             Some(other) => {
-                ctx.err(&self.p(k), format!("must be a list, found {}", type_name(other)));
+                ctx.err(
+                    &self.p(k),
+                    format!("must be a list, found {}", type_name(other)),
+                );
                 Vec::new()
             }
         }
@@ -210,7 +324,13 @@ impl<'v> Obj<'v> {
                 continue;
             }
             let p = join(&self.path, k);
-            if let Some((_, why)) = SAFE_IGNORED.iter().find(|(n, _)| if n.ends_with('-') { k.starts_with(n) } else { k == n }) {
+            if let Some((_, why)) = SAFE_IGNORED.iter().find(|(n, _)| {
+                if n.ends_with('-') {
+                    k.starts_with(n)
+                } else {
+                    k == n
+                }
+            }) {
                 ctx.warn(&p, format!("ignored: {why}"));
             } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(n, _)| k == n) {
                 ctx.err(&p, format!("not supported: {why}"));
