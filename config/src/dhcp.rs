@@ -820,6 +820,9 @@ fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
         }
         return Ok((a, b));
     }
+    if !s.contains('/') {
+        return Err(format!("'{s}' is neither 'first - last' nor a prefix/length"));
+    }
     let (n, l) = v4_cidr(s)?;
     let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
     Ok((
@@ -831,7 +834,7 @@ fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
 fn v4_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let (a, l) = s
         .split_once('/')
-        .ok_or_else(|| format!("'{s}' is neither first-last nor prefix/length"))?;
+        .ok_or_else(|| format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64"))?;
     let a: Ipv4Addr = a
         .trim()
         .parse()
@@ -848,7 +851,7 @@ fn v4_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
 fn v6_cidr(s: &str) -> Result<(Ipv6Addr, u8), String> {
     let (a, l) = s
         .split_once('/')
-        .ok_or_else(|| format!("'{s}' is neither first-last nor prefix/length"))?;
+        .ok_or_else(|| format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64"))?;
     let a: Ipv6Addr = a
         .trim()
         .parse()
@@ -884,6 +887,9 @@ fn v6_range(s: &str) -> Result<(Ipv6Addr, Ipv6Addr), String> {
             return Err(format!("the pool starts at {a} which is after its end {b}"));
         }
         return Ok((a, b));
+    }
+    if !s.contains('/') {
+        return Err(format!("'{s}' is neither 'first - last' nor a prefix/length"));
     }
     let (n, l) = v6_cidr(s)?;
     let m = mask6(l);
