@@ -55,12 +55,22 @@ pub struct XdpBackendConfig {
 }
 
 impl XdpBackendConfig {
-    pub fn new(interfaces: Vec<String>, tuning: &xdhcp_config::model::Tuning) -> XdpBackendConfig {
+    /// Ring and UMEM sizes from the config's `user-context.xdhcp` tuning.
+    pub fn from_tuning(
+        interfaces: Vec<String>,
+        tuning: &xdhcp_config::model::Tuning,
+    ) -> XdpBackendConfig {
+        XdpBackendConfig::new(interfaces, tuning.ring_size, tuning.frame_count)
+    }
+
+    /// Defaults for everything but the interfaces and sizes: native-else-generic attach,
+    /// zero-copy-else-copy sockets, batches of 64, workers on the process's CPUs.
+    pub fn new(interfaces: Vec<String>, ring_size: u32, frame_count: u32) -> XdpBackendConfig {
         XdpBackendConfig {
             interfaces,
-            ring_size: tuning.ring_size,
-            frame_count: tuning.frame_count,
-            batch_size: 64,
+            ring_size,
+            frame_count,
+            batch_size: 64.min(ring_size),
             attach_mode: AttachMode::Auto,
             bind_mode: BindMode::Auto,
             cpus: Vec::new(),

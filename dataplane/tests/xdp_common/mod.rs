@@ -398,3 +398,77 @@ pub fn udp_snmp(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no Udp field {field}"));
     values[i].parse().expect("numeric snmp value")
 }
+
+/// Sends one ICMP echo request to `dst` from the calling thread's namespace over a raw socket
+/// and waits up to 2 s for the reply (the `ping` binary is not installed everywhere).
+pub fn ping(dst: Ipv4Addr) -> bool {
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    assert!(
+        fd >= 0,
+        "raw ICMP socket (needs root): {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd is fresh and owned from here on.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let mut req = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'x', b'd', b'h', b'c'];
+    let c = fold(sum16(&req, 0));
+    req[2..4].copy_from_slice(&c.to_be_bytes());
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: buffer and address live for the call.
+    let r = unsafe {
+        libc::sendto(
+            raw,
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        req.len() as isize,
+        "send ICMP echo: {}",
+        std::io::Error::last_os_error()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut buf = [0u8; 256];
+    while std::time::Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd: raw,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            continue;
+        }
+        // SAFETY: receives into our buffer.
+        let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 28 {
+            continue;
+        }
+        let ihl = usize::from(buf[0] & 0xf) * 4;
+        let icmp = &buf[ihl..n as usize];
+        // Echo reply (type 0) with our identifier.
+        if icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == [0x12, 0x34] {
+            return true;
+        }
+    }
+    false
+}

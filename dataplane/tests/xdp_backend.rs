@@ -1,0 +1,426 @@
+//! The AF_XDP backend for real, in network namespaces on veth pairs in native XDP mode: a test
+//! handler answers UDP to port 67 with a reply built in the UMEM, a kernel socket in the peer
+//! namespace must receive it (so its checksums are valid), other traffic must still reach the
+//! kernel, two rx queues must both be served, the program must be gone after stop, stale
+//! programs must be replaced and foreign ones refused, and bad interfaces must give clear errors.
+//! Needs root, iproute2 and clang (for the foreign-program case).
+#![cfg(feature = "xdp")]
+
+mod xdp_common;
+
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use xdhcp_dataplane::backend::xdp::loader::{
+    AttachMode, AttachedMode, Counter, LoaderError, SteerPorts, XdpProgram, XDHCP_BPF_OBJ,
+};
+use xdhcp_dataplane::backend::xdp::{sys, XdpBackend, XdpBackendConfig, XdpError};
+use xdhcp_dataplane::backend::{FrameHandler, Now, RxContext};
+use xdp_common::*;
+
+/// Answers every UDP/IPv4 frame with "echo:" + its payload, counting what it answered.
+struct Echo {
+    answered: Arc<AtomicU64>,
+    ticks: Arc<AtomicU64>,
+}
+
+impl FrameHandler for Echo {
+    fn handle_frame(
+        &mut self,
+        _now: Now,
+        ctx: &RxContext,
+        rx: &[u8],
+        tx: &mut [u8],
+    ) -> Option<usize> {
+        let n = echo_reply(rx, ctx.if_mac, b"echo:", tx)?;
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        Some(n)
+    }
+
+    fn tick(&mut self, _now: Now) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Counts {
+    answered: Vec<Arc<AtomicU64>>,
+    ticks: Vec<Arc<AtomicU64>>,
+}
+
+impl Counts {
+    fn new(workers: usize) -> Counts {
+        Counts {
+            answered: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            ticks: (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+        }
+    }
+}
+
+fn config(mode: AttachMode) -> XdpBackendConfig {
+    let mut cfg = XdpBackendConfig::new(vec![SRV_IF.to_string()], 256, 1024);
+    cfg.attach_mode = mode;
+    // Short spin: these tests share two cores with the client threads.
+    cfg.idle_spins = 64;
+    cfg.poll_timeout_ms = 20;
+    cfg
+}
+
+/// Starts the echo backend inside the server namespace.
+fn start(lab: &Lab, cfg: &XdpBackendConfig, counts: &Counts) -> Result<XdpBackend, XdpError> {
+    let answered = counts.answered.clone();
+    let ticks = counts.ticks.clone();
+    lab.srv.run(move || {
+        let make = move |w: usize| -> Box<dyn FrameHandler> {
+            Box::new(Echo {
+                answered: Arc::clone(&answered[w]),
+                ticks: Arc::clone(&ticks[w]),
+            })
+        };
+        XdpBackend::start(cfg, &make)
+    })
+}
+
+/// Sends `payload` to the server's port and waits for one reply; retries (the first datagram
+/// also waits for ARP). Returns the reply payload.
+fn exchange(sock: &UdpSocket, port: u16, payload: &[u8]) -> Option<Vec<u8>> {
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let to = SocketAddr::V4(SocketAddrV4::new(SRV_IP, port));
+    let mut buf = [0u8; 2048];
+    for _ in 0..6 {
+        sock.send_to(payload, to)
+            .expect("send from the client namespace");
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            assert_eq!(from, to, "reply comes from the server address and port");
+            return Some(buf[..n].to_vec());
+        }
+    }
+    None
+}
+
+#[test]
+fn echoes_dhcp_port_through_af_xdp_and_keeps_other_traffic_in_the_kernel() {
+    let lab = Lab::new("ec", 1);
+    let counts = Counts::new(1);
+    let backend = start(&lab, &config(AttachMode::Native), &counts).expect("backend starts");
+    assert_eq!(
+        backend.attached(),
+        vec![(SRV_IF.to_string(), AttachedMode::Native)]
+    );
+    assert_eq!(backend.queues().len(), 1);
+    assert!(!backend.queues()[0].zero_copy, "veth has no zero-copy");
+    assert!(
+        lab.srv_xdp_state().contains("xdp"),
+        "ip link shows the program: {}",
+        lab.srv_xdp_state()
+    );
+
+    // A kernel UDP server on another port in the server namespace.
+    let kernel_srv = lab
+        .srv
+        .run(|| UdpSocket::bind((SRV_IP, 9999)).expect("bind 9999"));
+    kernel_srv
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let kernel_rx = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, _) = kernel_srv
+            .recv_from(&mut buf)
+            .expect("the kernel still receives UDP 9999");
+        buf[..n].to_vec()
+    });
+
+    lab.cli.run(|| {
+        let csum_errors = udp_snmp("InCsumErrors");
+        let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        for i in 0..20u32 {
+            let msg = format!("hello {i}");
+            let reply = exchange(&sock, 67, msg.as_bytes()).expect("a reply through AF_XDP");
+            assert_eq!(reply, format!("echo:{msg}").into_bytes());
+        }
+        // The kernel verifies the UDP checksum of frames from AF_XDP TX (no offload on that
+        // path): a bad one would be dropped and counted here.
+        assert_eq!(
+            udp_snmp("InCsumErrors"),
+            csum_errors,
+            "replies carry valid UDP checksums"
+        );
+        sock.send_to(b"not dhcp", (SRV_IP, 9999)).unwrap();
+    });
+    assert_eq!(kernel_rx.join().unwrap(), b"not dhcp");
+    assert!(
+        lab.cli.run(|| ping(SRV_IP)),
+        "ping (ICMP) reaches the server's kernel"
+    );
+
+    let stats = backend.stats().unwrap();
+    let (ref info, q) = stats.queues[0];
+    assert_eq!(info.iface, SRV_IF);
+    assert!(q.rx_frames >= 20 && q.replies >= 20, "{q:?}");
+    assert_eq!(counts.answered[0].load(Ordering::Relaxed), q.replies);
+    let prog = stats.programs[0].1;
+    assert!(prog.get(Counter::SteeredV4) >= 20, "{prog:?}");
+    assert!(prog.get(Counter::PassOtherPort) >= 1, "{prog:?}");
+    assert!(
+        prog.get(Counter::PassNotIp) >= 1,
+        "ARP went to the kernel: {prog:?}"
+    );
+    assert_eq!(prog.get(Counter::PassNoSocket), 0, "{prog:?}");
+    assert!(counts.ticks[0].load(Ordering::Relaxed) >= 1, "tick ran");
+
+    backend.stop().expect("clean stop");
+    assert_eq!(lab.srv_xdp_state(), "", "no XDP program left after stop");
+    // With the program gone, port 67 belongs to the kernel again (nothing listens: no reply).
+    lab.cli.run(|| {
+        let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        sock.send_to(b"x", (SRV_IP, 67)).unwrap();
+        assert!(
+            sock.recv_from(&mut [0u8; 64]).is_err(),
+            "no AF_XDP answer after stop"
+        );
+    });
+}
+
+#[test]
+fn two_rx_queues_are_each_served_by_their_own_worker() {
+    let lab = Lab::new("mq", 2);
+    // veth has no RSS: in native mode the rx queue is the peer's tx queue, chosen per CPU by XPS.
+    lab.cli.exec("sh", &["-c", "echo 1 > /sys/class/net/xdc0/queues/tx-0/xps_cpus && echo 2 > /sys/class/net/xdc0/queues/tx-1/xps_cpus"]);
+    let counts = Counts::new(2);
+    let backend = start(&lab, &config(AttachMode::Native), &counts).expect("backend starts");
+    let queues = backend.queues();
+    assert_eq!(
+        queues.iter().map(|q| q.queue).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+
+    let per_thread: Vec<u32> = lab.cli.run(|| {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2usize)
+                .map(|cpu| {
+                    s.spawn(move || {
+                        sys::pin_current_thread(cpu).expect("pin client thread (needs 2 CPUs)");
+                        let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();
+                        let mut ok = 0;
+                        for i in 0..50 {
+                            let msg = format!("cpu{cpu} {i}");
+                            if exchange(&sock, 67, msg.as_bytes())
+                                == Some(format!("echo:{msg}").into_bytes())
+                            {
+                                ok += 1;
+                            }
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    });
+    assert_eq!(per_thread, vec![50, 50], "every request answered");
+    let stats = backend.stats().unwrap();
+    for (info, q) in &stats.queues {
+        assert!(
+            q.rx_frames > 0 && q.replies > 0,
+            "queue {} got traffic and answered: {q:?}",
+            info.queue
+        );
+        assert!(
+            counts.answered[info.worker].load(Ordering::Relaxed) > 0,
+            "worker {} answered",
+            info.worker
+        );
+    }
+    let total: u64 = stats.queues.iter().map(|(_, q)| q.replies).sum();
+    assert!(total >= 100);
+    backend.stop().unwrap();
+    assert_eq!(lab.srv_xdp_state(), "");
+}
+
+fn write_obj(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".o").tempfile().unwrap();
+    std::io::Write::write_all(&mut f, bytes).unwrap();
+    f
+}
+
+#[test]
+fn a_stale_program_attached_by_netlink_is_replaced() {
+    let lab = Lab::new("sn", 1);
+    // What a crashed run (or an older version) attached through netlink stays after its exit.
+    let obj = write_obj(XDHCP_BPF_OBJ);
+    lab.srv.ip(&[
+        "link",
+        "set",
+        "dev",
+        SRV_IF,
+        "xdpgeneric",
+        "obj",
+        obj.path().to_str().unwrap(),
+        "sec",
+        "xdp",
+    ]);
+    assert!(
+        lab.srv_xdp_state().contains("xdpgeneric"),
+        "{}",
+        lab.srv_xdp_state()
+    );
+
+    let counts = Counts::new(1);
+    let backend =
+        start(&lab, &config(AttachMode::Native), &counts).expect("replaces the stale program");
+    let state = lab.srv_xdp_state();
+    assert!(
+        state.contains("xdp") && !state.contains("xdpgeneric"),
+        "now native: {state}"
+    );
+    lab.cli.run(|| {
+        let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        assert_eq!(
+            exchange(&sock, 67, b"after").as_deref(),
+            Some(&b"echo:after"[..])
+        );
+    });
+    backend.stop().unwrap();
+    assert_eq!(lab.srv_xdp_state(), "");
+}
+
+#[test]
+fn a_leaked_link_is_replaced() {
+    let lab = Lab::new("sl", 1);
+    lab.srv.run(|| {
+        // A bpf_link whose owner never released it (here: forgotten, so its fd stays open).
+        let mut p = XdpProgram::load(1, SteerPorts::SERVER).unwrap();
+        let ifindex = sys::ifindex(SRV_IF).unwrap();
+        assert_eq!(
+            p.attach(SRV_IF, ifindex, AttachMode::Native).unwrap(),
+            AttachedMode::Native
+        );
+        std::mem::forget(p);
+    });
+    assert!(lab.srv_xdp_state().contains("xdp"));
+
+    let counts = Counts::new(1);
+    let backend =
+        start(&lab, &config(AttachMode::Native), &counts).expect("replaces the leaked link");
+    lab.cli.run(|| {
+        let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        assert_eq!(
+            exchange(&sock, 67, b"again").as_deref(),
+            Some(&b"echo:again"[..])
+        );
+    });
+    backend.stop().unwrap();
+    assert_eq!(lab.srv_xdp_state(), "");
+}
+
+#[test]
+fn a_foreign_program_is_not_replaced() {
+    let lab = Lab::new("sf", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("other.c");
+    std::fs::write(
+        &src,
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n\
+         SEC(\"xdp\") int other_prog(struct xdp_md *c) { return XDP_PASS; }\n\
+         char _license[] SEC(\"license\") = \"GPL\";\n",
+    )
+    .unwrap();
+    let obj = dir.path().join("other.o");
+    let out = std::process::Command::new("clang")
+        .args([
+            "-O2",
+            "-target",
+            "bpf",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("this test needs the Debian packages clang and libbpf-dev");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.srv.ip(&[
+        "link",
+        "set",
+        "dev",
+        SRV_IF,
+        "xdpgeneric",
+        "obj",
+        obj.to_str().unwrap(),
+        "sec",
+        "xdp",
+    ]);
+
+    let err = start(&lab, &config(AttachMode::Auto), &Counts::new(1)).expect_err("must refuse");
+    match &err {
+        XdpError::Loader(LoaderError::ForeignProgram { name, .. }) => {
+            assert_eq!(name, "other_prog")
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("other_prog") && msg.contains("ip link set dev xds0 xdp off"),
+        "{msg}"
+    );
+    assert!(
+        lab.srv_xdp_state().contains("xdpgeneric"),
+        "the foreign program is untouched"
+    );
+}
+
+#[test]
+fn bad_interfaces_give_clear_errors() {
+    let lab = Lab::new("er", 1);
+    let counts = Counts::new(1);
+
+    let mut cfg = config(AttachMode::Auto);
+    cfg.interfaces = vec!["xdnosuch0".to_string()];
+    let err = start(&lab, &cfg, &counts).expect_err("unknown interface");
+    assert!(
+        matches!(err, XdpError::UnknownInterface(ref n) if n == "xdnosuch0"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("interface `xdnosuch0` does not exist"),
+        "{err}"
+    );
+
+    cfg.interfaces.clear();
+    let err = start(&lab, &cfg, &counts).expect_err("no interface");
+    assert!(matches!(err, XdpError::NoInterfaces), "{err:?}");
+
+    lab.srv.ip(&["link", "set", "dev", SRV_IF, "mtu", "9000"]);
+    let err = start(&lab, &config(AttachMode::Auto), &counts).expect_err("MTU too large");
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            XdpError::MtuTooLarge {
+                mtu: 9000,
+                max: 1774,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("MTU 9000") && msg.contains("ip link set dev xds0 mtu 1774"),
+        "{msg}"
+    );
+    assert_eq!(
+        lab.srv_xdp_state(),
+        "",
+        "nothing attached after a failed start"
+    );
+}
