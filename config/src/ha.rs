@@ -254,6 +254,7 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
     }
     let mut peers: Vec<HaPeer> = Vec::new();
     let peer_list = o.list(ctx, "peers");
+    let mut names: Vec<String> = Vec::new();
     for (pp, pv) in peer_list {
         let Some(mut po) = Obj::new(ctx, pv, &pp, "an HA peer") else {
             continue;
@@ -316,13 +317,14 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
             ctx.err(&format!("{pp}.name"), "must not be empty");
             continue;
         }
-        if peers.iter().any(|p| p.name == name) {
+        if names.iter().any(|n| n == name) {
             ctx.err(
                 &format!("{pp}.name"),
                 format!("peer name '{name}' is used twice in this relationship"),
             );
             continue;
         }
+        names.push(name.to_string());
         let (host, port, https) = match parse_url(url) {
             Ok(x) => x,
             Err(e) => {
