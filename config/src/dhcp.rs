@@ -821,7 +821,9 @@ fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
         return Ok((a, b));
     }
     if !s.contains('/') {
-        return Err(format!("'{s}' is neither 'first - last' nor a prefix/length"));
+        return Err(format!(
+            "'{s}' is neither 'first - last' nor a prefix/length"
+        ));
     }
     let (n, l) = v4_cidr(s)?;
     let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
@@ -832,9 +834,9 @@ fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
 }
 
 fn v4_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (a, l) = s
-        .split_once('/')
-        .ok_or_else(|| format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64"))?;
+    let (a, l) = s.split_once('/').ok_or_else(|| {
+        format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64")
+    })?;
     let a: Ipv4Addr = a
         .trim()
         .parse()
@@ -849,9 +851,9 @@ fn v4_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
 }
 
 fn v6_cidr(s: &str) -> Result<(Ipv6Addr, u8), String> {
-    let (a, l) = s
-        .split_once('/')
-        .ok_or_else(|| format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64"))?;
+    let (a, l) = s.split_once('/').ok_or_else(|| {
+        format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64")
+    })?;
     let a: Ipv6Addr = a
         .trim()
         .parse()
@@ -889,7 +891,9 @@ fn v6_range(s: &str) -> Result<(Ipv6Addr, Ipv6Addr), String> {
         return Ok((a, b));
     }
     if !s.contains('/') {
-        return Err(format!("'{s}' is neither 'first - last' nor a prefix/length"));
+        return Err(format!(
+            "'{s}' is neither 'first - last' nor a prefix/length"
+        ));
     }
     let (n, l) = v6_cidr(s)?;
     let m = mask6(l);

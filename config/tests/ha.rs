@@ -20,21 +20,38 @@ const PEERS_HS: &str = r#"[{"name": "a", "url": "http://10.0.0.1:8000/", "role":
 
 #[test]
 fn hot_standby_defaults() {
-    let d = ok(&with_ha(&format!(r#"[{{"this-server-name": "b", "mode": "hot-standby", "peers": {PEERS_HS}}}]"#)))
-        .config
-        .dhcp4
-        .unwrap();
+    let d = ok(&with_ha(&format!(
+        r#"[{{"this-server-name": "b", "mode": "hot-standby", "peers": {PEERS_HS}}}]"#
+    )))
+    .config
+    .dhcp4
+    .unwrap();
     let r = &d.high_availability[0];
     assert_eq!(r.mode, HaMode::HotStandby);
     assert_eq!(r.this_peer().role, HaRole::Standby);
     assert!(!r.this_peer().auto_failover);
     assert!(r.peers[0].auto_failover);
-    assert_eq!(r.peers.iter().filter(|p| p.role == HaRole::Backup).count(), 2);
     assert_eq!(
-        (r.heartbeat_delay_ms, r.max_response_delay_ms, r.max_ack_delay_ms, r.max_unacked_clients),
+        r.peers.iter().filter(|p| p.role == HaRole::Backup).count(),
+        2
+    );
+    assert_eq!(
+        (
+            r.heartbeat_delay_ms,
+            r.max_response_delay_ms,
+            r.max_ack_delay_ms,
+            r.max_unacked_clients
+        ),
         (10000, 60000, 10000, 10)
     );
-    assert_eq!((r.delayed_updates_limit, r.sync_timeout_ms, r.sync_page_limit), (0, 60000, 10000));
+    assert_eq!(
+        (
+            r.delayed_updates_limit,
+            r.sync_timeout_ms,
+            r.sync_page_limit
+        ),
+        (0, 60000, 10000)
+    );
     assert!(r.send_lease_updates && r.sync_leases && !r.wait_backup_ack && r.require_client_certs);
     assert!(!r.multi_threading && !r.http_dedicated_listener);
     assert!(r.paused_states.is_empty());
@@ -57,15 +74,45 @@ fn load_balancing_as_a_single_map_with_everything_set() {
     let r = &d.high_availability[0];
     assert_eq!(r.mode, HaMode::LoadBalancing);
     assert_eq!(r.this_peer().role, HaRole::Secondary);
-    assert_eq!((r.heartbeat_delay_ms, r.max_response_delay_ms, r.max_ack_delay_ms, r.max_unacked_clients), (2000, 7000, 1500, 0));
-    assert_eq!((r.delayed_updates_limit, r.sync_timeout_ms, r.sync_page_limit), (5, 3000, 500));
+    assert_eq!(
+        (
+            r.heartbeat_delay_ms,
+            r.max_response_delay_ms,
+            r.max_ack_delay_ms,
+            r.max_unacked_clients
+        ),
+        (2000, 7000, 1500, 0)
+    );
+    assert_eq!(
+        (
+            r.delayed_updates_limit,
+            r.sync_timeout_ms,
+            r.sync_page_limit
+        ),
+        (5, 3000, 500)
+    );
     assert!(!r.send_lease_updates && !r.sync_leases && !r.require_client_certs);
     assert!(r.multi_threading && r.http_dedicated_listener);
-    assert_eq!(r.paused_states, vec![("waiting".to_string(), "once".to_string())]);
+    assert_eq!(
+        r.paused_states,
+        vec![("waiting".to_string(), "once".to_string())]
+    );
     let p1 = &r.peers[0];
-    assert_eq!((p1.host.as_str(), p1.port, p1.tls), ("2001:db8::1", 8443, true));
-    assert_eq!((p1.basic_auth_user.as_deref(), p1.basic_auth_password.as_deref()), (Some("u"), Some("p")));
-    assert_eq!((r.peers[1].host.as_str(), r.peers[1].port, r.peers[1].tls), ("host.example", 80, false));
+    assert_eq!(
+        (p1.host.as_str(), p1.port, p1.tls),
+        ("2001:db8::1", 8443, true)
+    );
+    assert_eq!(
+        (
+            p1.basic_auth_user.as_deref(),
+            p1.basic_auth_password.as_deref()
+        ),
+        (Some("u"), Some("p"))
+    );
+    assert_eq!(
+        (r.peers[1].host.as_str(), r.peers[1].port, r.peers[1].tls),
+        ("host.example", 80, false)
+    );
 }
 
 #[test]
@@ -100,25 +147,59 @@ fn role_and_mode_errors() {
               {"name": "a", "url": "http://10.0.0.1:8000/", "role": "primary"},
               {"name": "b", "url": "http://10.0.0.2:8000/", "role": "secondary"}]}]"#,
     ));
-    has(&e, &format!("{base}.peers"), "hot-standby needs exactly one standby peer, found 0");
-    has(&e, &format!("{base}.peers"), "the secondary role is not valid in hot-standby mode");
-    has(&e, &format!("{base}.this-server-name"), "'x' is not the name of any peer (a, b)");
-    has(&e, &format!("{base}.wait-backup-ack"), "only valid in passive-backup mode");
+    has(
+        &e,
+        &format!("{base}.peers"),
+        "hot-standby needs exactly one standby peer, found 0",
+    );
+    has(
+        &e,
+        &format!("{base}.peers"),
+        "the secondary role is not valid in hot-standby mode",
+    );
+    has(
+        &e,
+        &format!("{base}.this-server-name"),
+        "'x' is not the name of any peer (a, b)",
+    );
+    has(
+        &e,
+        &format!("{base}.wait-backup-ack"),
+        "only valid in passive-backup mode",
+    );
     let e = errors(&with_ha(
         r#"[{"this-server-name": "a", "mode": "load-balancing", "peers": [
               {"name": "a", "url": "http://10.0.0.1:8000/", "role": "primary"},
               {"name": "b", "url": "http://10.0.0.2:8000/", "role": "primary"}]}]"#,
     ));
-    has(&e, &format!("{base}.peers"), "load-balancing needs exactly one primary peer, found 2");
-    has(&e, &format!("{base}.peers"), "needs exactly one secondary peer, found 0");
+    has(
+        &e,
+        &format!("{base}.peers"),
+        "load-balancing needs exactly one primary peer, found 2",
+    );
+    has(
+        &e,
+        &format!("{base}.peers"),
+        "needs exactly one secondary peer, found 0",
+    );
     let e = errors(&with_ha(
         r#"[{"this-server-name": "a", "mode": "passive-backup", "peers": [
               {"name": "a", "url": "http://10.0.0.1:8000/", "role": "primary"},
               {"name": "b", "url": "http://10.0.0.2:8000/", "role": "standby"}]}]"#,
     ));
-    has(&e, &format!("{base}.peers"), "the standby role is not valid in passive-backup mode");
-    let e = errors(&with_ha(r#"[{"this-server-name": "a", "mode": "active-active", "peers": []}]"#));
-    has(&e, &format!("{base}.mode"), "'active-active' is not hot-standby, load-balancing or passive-backup");
+    has(
+        &e,
+        &format!("{base}.peers"),
+        "the standby role is not valid in passive-backup mode",
+    );
+    let e = errors(&with_ha(
+        r#"[{"this-server-name": "a", "mode": "active-active", "peers": []}]"#,
+    ));
+    has(
+        &e,
+        &format!("{base}.mode"),
+        "'active-active' is not hot-standby, load-balancing or passive-backup",
+    );
 }
 
 #[test]
@@ -137,18 +218,54 @@ fn value_errors() {
               {"name": "e", "url": "http://10.0.0.6/", "role": "backup", "basic-auth-password": "p"},
               {"url": "http://10.0.0.7/", "role": "backup"}]}]"#,
     ));
-    has(&e, &format!("{base}.heartbeat-delay"), "70000 is out of range; it must be between 0 and 65535");
+    has(
+        &e,
+        &format!("{base}.heartbeat-delay"),
+        "70000 is out of range; it must be between 0 and 65535",
+    );
     has(&e, &format!("{base}.max-ack-delay"), "-1 is out of range");
     has(&e, &format!("{base}.sync-page-limit"), "between 1 and");
-    has(&e, &format!("{base}.lease-update-retries"), "unknown parameter");
-    has(&e, &format!("{base}.state-machine.states[0].state"), "'sleeping' is not an HA state");
-    has(&e, &format!("{base}.state-machine.states[1].pause"), "'sometimes' is not always, never or once");
-    has(&e, &format!("{base}.peers[0].url"), "must start with http:// or https://");
+    has(
+        &e,
+        &format!("{base}.lease-update-retries"),
+        "unknown parameter",
+    );
+    has(
+        &e,
+        &format!("{base}.state-machine.states[0].state"),
+        "'sleeping' is not an HA state",
+    );
+    has(
+        &e,
+        &format!("{base}.state-machine.states[1].pause"),
+        "'sometimes' is not always, never or once",
+    );
+    has(
+        &e,
+        &format!("{base}.peers[0].url"),
+        "must start with http:// or https://",
+    );
     has(&e, &format!("{base}.peers[1].url"), "'99999' is not a port");
-    has(&e, &format!("{base}.peers[2].name"), "peer name 'b' is used twice");
-    has(&e, &format!("{base}.peers[3].role"), "'leader' is not primary, secondary, standby or backup");
-    has(&e, &format!("{base}.peers[4]"), "trust-anchor, cert-file and key-file must be given all three or none");
-    has(&e, &format!("{base}.peers[5]"), "a basic-auth password needs basic-auth-user");
+    has(
+        &e,
+        &format!("{base}.peers[2].name"),
+        "peer name 'b' is used twice",
+    );
+    has(
+        &e,
+        &format!("{base}.peers[3].role"),
+        "'leader' is not primary, secondary, standby or backup",
+    );
+    has(
+        &e,
+        &format!("{base}.peers[4]"),
+        "trust-anchor, cert-file and key-file must be given all three or none",
+    );
+    has(
+        &e,
+        &format!("{base}.peers[5]"),
+        "a basic-auth password needs basic-auth-user",
+    );
     has(&e, &format!("{base}.peers[6]"), "an HA peer needs 'name'");
 }
 
@@ -166,7 +283,12 @@ fn password_file_is_read() {
     .config
     .dhcp4
     .unwrap();
-    assert_eq!(d.high_availability[0].peers[1].basic_auth_password.as_deref(), Some("s3cret"));
+    assert_eq!(
+        d.high_availability[0].peers[1]
+            .basic_auth_password
+            .as_deref(),
+        Some("s3cret")
+    );
 }
 
 #[test]
@@ -180,15 +302,25 @@ fn several_relationships_need_subnet_tags() {
             {"name": "s4", "url": "http://10.0.0.2:8001/", "role": "standby"}]}]"#;
     let cfg = |subnets: &str| {
         v4(
-            &format!(r#""hooks-libraries": [{{"library": "libdhcp_ha.so", "parameters": {{"high-availability": {rels}}}}}],"#),
+            &format!(
+                r#""hooks-libraries": [{{"library": "libdhcp_ha.so", "parameters": {{"high-availability": {rels}}}}}],"#
+            ),
             subnets,
         )
     };
     let e = errors(&cfg(
         r#"{"id": 1, "subnet": "192.0.2.0/24", "user-context": {"ha-server-name": "s9"}}, {"id": 2, "subnet": "192.0.3.0/24"}"#,
     ));
-    has(&e, "Dhcp4.subnet4[0].user-context.ha-server-name", "'s9' is not a peer of any high-availability relationship");
-    has(&e, "Dhcp4.subnet4[1]", "every subnet needs \"user-context\": {\"ha-server-name\"");
+    has(
+        &e,
+        "Dhcp4.subnet4[0].user-context.ha-server-name",
+        "'s9' is not a peer of any high-availability relationship",
+    );
+    has(
+        &e,
+        "Dhcp4.subnet4[1]",
+        "every subnet needs \"user-context\": {\"ha-server-name\"",
+    );
     let d = ok(&cfg(
         r#"{"id": 1, "subnet": "192.0.2.0/24", "user-context": {"ha-server-name": "s2"}}, {"id": 2, "subnet": "192.0.3.0/24", "user-context": {"ha-server-name": "s4"}}"#,
     ))
@@ -205,8 +337,20 @@ fn hook_library_errors() {
         r#""hooks-libraries": [{"library": "/x/libdhcp_ha.so"}, {"parameters": {}}, {"library": "/y/libdhcp_ha.so", "parameters": {"high-availability": 5}}],"#,
         "",
     ));
-    has(&e, "Dhcp4.hooks-libraries[0]", "libdhcp_ha.so needs \"parameters\"");
-    has(&e, "Dhcp4.hooks-libraries[1]", "a hook library needs \"library\"");
+    has(
+        &e,
+        "Dhcp4.hooks-libraries[0]",
+        "libdhcp_ha.so needs \"parameters\"",
+    );
+    has(
+        &e,
+        "Dhcp4.hooks-libraries[1]",
+        "a hook library needs \"library\"",
+    );
     has(&e, "Dhcp4.hooks-libraries[2].library", "loaded twice");
-    has(&e, "Dhcp4.hooks-libraries[2].parameters.high-availability", "must be a list of relationships");
+    has(
+        &e,
+        "Dhcp4.hooks-libraries[2].parameters.high-availability",
+        "must be a list of relationships",
+    );
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use xdhcp_config::{load_file, load_str, ConfigError, Diagnostic, Loaded};
 
 pub fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
 }
 
 pub fn load_data(rel: &str) -> Result<Loaded, ConfigError> {
@@ -22,7 +24,10 @@ pub fn ok(json: &str) -> Loaded {
 
 pub fn errors(json: &str) -> Vec<Diagnostic> {
     match load_str(json, Path::new("test.json")) {
-        Ok(l) => panic!("expected errors, but it loaded with warnings {:?}", l.warnings),
+        Ok(l) => panic!(
+            "expected errors, but it loaded with warnings {:?}",
+            l.warnings
+        ),
         Err(e) => e.errors,
     }
 }
@@ -30,9 +35,15 @@ pub fn errors(json: &str) -> Vec<Diagnostic> {
 /// Asserts one error sits at `path` and its message contains `needle`.
 pub fn has(diags: &[Diagnostic], path: &str, needle: &str) {
     assert!(
-        diags.iter().any(|d| d.json_path == path && d.message.contains(needle)),
+        diags
+            .iter()
+            .any(|d| d.json_path == path && d.message.contains(needle)),
         "no diagnostic at {path} containing {needle:?}; got:\n{}",
-        diags.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+        diags
+            .iter()
+            .map(|d| format!("  {d}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
