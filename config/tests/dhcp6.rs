@@ -243,13 +243,12 @@ fn server_id_and_v6_specific_errors() {
         Some(std::path::PathBuf::from("/var/lib/xdhcp"))
     );
 
-    let e = errors(&format!(
-        "{}",
+    let e = errors(
         r#"{"Dhcp6": {"interfaces-config": {"interfaces": ["xd0/192.0.2.1", "*"], "dhcp-socket-type": "raw"},
             "server-id": {"type": "UUID"}, "echo-client-id": true,
             "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "pools": [{"pool": "2001:db8:2::1-2001:db8:2::9"}],
-                         "relay": {"ip-addresses": ["192.0.2.1"]}}]}}"#
-    ));
+                         "relay": {"ip-addresses": ["192.0.2.1"]}}]}}"#,
+    );
     has(
         &e,
         "Dhcp6.interfaces-config.interfaces[0]",
