@@ -2,23 +2,20 @@
 # `xdhcp check-config`: the five hub-and-spoke seed configs (config/tests/data/hub-and-spoke/) and the
 # lab's own config pass; every broken config in tests-lab/data/broken/ fails with exit code != 0 and a line
 # "FILE: JSON.path: reason" naming the JSON path given in the file's "// expect:" comment ("-" = only the
-# file is required, e.g. a syntax error). With XD_SERVER=kea the same files go through `kea-dhcp4 -t`,
-# which checks exit codes only (Kea words its errors differently).
+# file is required, e.g. a syntax error). xdhcp only: `kea-dhcp4 -t` also requires every interface a
+# config names to exist on the host, so it cannot check these files outside their own network.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/server.sh"
+if [[ "$XD_SERVER" != xdhcp ]]; then
+    xd_log "check-config: not applicable to XD_SERVER=$XD_SERVER (kea-dhcp4 -t needs the configs' interfaces to exist)"
+    exit 0
+fi
 
 SEEDS="$XD_ROOT/config/tests/data/hub-and-spoke"
 BROKEN="$XD_ROOT/tests-lab/data/broken"
 
-check() {
-    case "$XD_SERVER" in
-        xdhcp)
-            [[ -x "$XD_BIN" ]] || xd_die "server binary $XD_BIN not found: build it with 'cargo build --release -p xdhcp-dataplane'"
-            timeout 30 "$XD_BIN" check-config "$1"
-            ;;
-        kea) timeout 30 kea-dhcp4 -t "$1" ;;
-    esac
-}
+[[ -x "$XD_BIN" ]] || xd_die "server binary $XD_BIN not found: build it with 'cargo build --release -p xdhcp-dataplane'"
+check() { timeout 30 "$XD_BIN" check-config "$1"; }
 
 fails=()
 shopt -s nullglob
@@ -58,16 +55,14 @@ for f in "$BROKEN"/*.json; do
         fails+=("$name: the checker crashed or hung (exit $rc): $out")
         continue
     fi
-    if [[ "$XD_SERVER" == xdhcp ]]; then
-        if [[ "$expect" == - ]]; then
-            grep -qF "$f" <<<"$out" || { fails+=("$name: the error does not name the file: $out"); continue; }
-        else
-            # FILE: PATH...: a non-empty reason
-            line="$(grep -F "$f: $expect" <<<"$out" | head -n1 || true)"
-            if [[ -z "$line" ]] || ! [[ "$line" =~ ^.+:\ [^:]+:\ .+[^\ ]$ ]]; then
-                fails+=("$name: no '$f: $expect...: reason' line in: $out")
-                continue
-            fi
+    if [[ "$expect" == - ]]; then
+        grep -qF "$f" <<<"$out" || { fails+=("$name: the error does not name the file: $out"); continue; }
+    else
+        # FILE: PATH...: a non-empty reason
+        line="$(grep -F "$f: $expect" <<<"$out" | head -n1 || true)"
+        if [[ -z "$line" ]] || ! [[ "$line" =~ ^.+:\ [^:]+:\ .+[^\ ]$ ]]; then
+            fails+=("$name: no '$f: $expect...: reason' line in: $out")
+            continue
         fi
     fi
     xd_log "check-config: OK   $name rejected (exit $rc): $(head -n1 <<<"$out")"
