@@ -5,6 +5,8 @@
 //! `xdhcp-control` process, which talks to this one over a versioned UNIX-socket protocol.
 
 pub mod backend;
+pub mod control_socket;
 pub mod engine;
 pub mod lease;
+pub mod server;
 pub mod wire;

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod csv;
 pub mod journal;
+pub mod json;
 pub mod store;
 pub mod types;
 
