@@ -84,28 +84,10 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 /// Validates configuration text; `source` names it in diagnostics and in [`model::Config::source`].
 /// Every problem found is reported, not only the first.
 pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
-    let mut ctx = walk::Ctx {
-        file: source.to_path_buf(),
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
-    let stripped = strip_comments(text);
-    let (clean, lex_warnings, lex_errors) = jsonc::relax(&stripped);
-    for n in lex_warnings {
-        ctx.warn(&n.json_path, n.message);
-    }
-    for n in lex_errors {
-        ctx.err(&n.json_path, n.message);
-    }
-    let root: serde_json::Value = match serde_json::from_str(&clean) {
-        Ok(v) => v,
-        Err(e) => {
-            ctx.err(
-                &format!("line {}, column {}", e.line(), e.column()),
-                format!("invalid JSON: {e} (Kea's relaxed syntax allows only comments and trailing commas on top of JSON)"),
-            );
-            return Err(ConfigError { errors: ctx.errors });
-        }
+    let (mut ctx, root) = parse_inner(text, source);
+    // Duplicate keys are reported, and the walk goes on so every other error shows up too.
+    let Some(root) = root else {
+        return Err(ConfigError { errors: ctx.errors });
     };
     let mut config = model::Config {
         source: source.to_path_buf(),
@@ -143,6 +125,47 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
         })
     } else {
         Err(ConfigError { errors: ctx.errors })
+    }
+}
+
+/// Reads Kea's relaxed JSON (comments, trailing commas) into a plain JSON value, without interpreting it:
+/// for `config-get` and tools that need the document itself. Duplicate keys and syntax errors are errors;
+/// trailing commas come back as warnings.
+pub fn parse_json(
+    text: &str,
+    source: &Path,
+) -> Result<(serde_json::Value, Vec<Diagnostic>), ConfigError> {
+    match parse_inner(text, source) {
+        (ctx, Some(v)) if ctx.errors.is_empty() => Ok((v, ctx.warnings)),
+        (ctx, _) => Err(ConfigError { errors: ctx.errors }),
+    }
+}
+
+fn parse_inner(text: &str, source: &Path) -> (walk::Ctx, Option<serde_json::Value>) {
+    let mut ctx = walk::Ctx {
+        file: source.to_path_buf(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let stripped = strip_comments(text);
+    let (clean, lex_warnings, lex_errors) = jsonc::relax(&stripped);
+    for n in lex_warnings {
+        ctx.warn(&n.json_path, n.message);
+    }
+    for n in lex_errors {
+        ctx.err(&n.json_path, n.message);
+    }
+    match serde_json::from_str::<serde_json::Value>(&clean) {
+        Ok(v) => (ctx, Some(v)),
+        Err(e) => {
+            ctx.err(
+                &format!("line {}, column {}", e.line(), e.column()),
+                format!(
+                    "invalid JSON: {e} (Kea's relaxed syntax allows only comments and trailing commas on top of JSON)"
+                ),
+            );
+            (ctx, None)
+        }
     }
 }
 
