@@ -1678,6 +1678,25 @@ impl IdAlloc {
     }
 }
 
+/// A subnet bound to an interface xdhcp does not serve never sees a direct client: almost always a mistake.
+fn check_subnet_interfaces<'a>(
+    ctx: &mut Ctx,
+    served: &[InterfaceSpec],
+    paths: &[(String, Option<String>)],
+    ifaces: impl Iterator<Item = Option<&'a str>>,
+) {
+    for ((p, _), i) in paths.iter().zip(ifaces) {
+        if let Some(i) = i {
+            if !served.iter().any(|s| s.name == i) {
+                ctx.warn(
+                    &format!("{p}.interface"),
+                    format!("'{i}' is not in interfaces-config.interfaces, so clients directly on it are not served; add it there or remove it here"),
+                );
+            }
+        }
+    }
+}
+
 fn check_ha_names(ctx: &mut Ctx, ha: &[HaRelationship], subnets: &[(String, Option<String>)]) {
     if ha.is_empty() {
         return;
@@ -1907,6 +1926,12 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
     if !global_reservations.is_empty() && !subnets.iter().any(|s| s.reservations_global) {
         ctx.warn("Dhcp4.reservations", "global reservations are configured but no subnet has reservations-global: true, so none is used");
     }
+    check_subnet_interfaces(
+        ctx,
+        &c.interfaces,
+        &subnet_paths,
+        subnets.iter().map(|s| s.interface.as_deref()),
+    );
     let lifetimes = lifetimes(&gp, fam, ctx, "Dhcp4");
     Some(Dhcp4 {
         interfaces: c.interfaces,
@@ -2281,6 +2306,12 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
     if !global_reservations.is_empty() && !subnets.iter().any(|s| s.reservations_global) {
         ctx.warn("Dhcp6.reservations", "global reservations are configured but no subnet has reservations-global: true, so none is used");
     }
+    check_subnet_interfaces(
+        ctx,
+        &c.interfaces,
+        &subnet_paths,
+        subnets.iter().map(|s| s.interface.as_deref()),
+    );
     let lifetimes = lifetimes(&gp, fam, ctx, "Dhcp6");
     Some(Dhcp6 {
         interfaces: c.interfaces,

@@ -168,6 +168,8 @@ pub(crate) struct Obj<'v> {
     pub path: String,
     map: &'v Map<String, Value>,
     used: HashSet<&'v str>,
+    /// Every key the reader looked for, present or not: the vocabulary for "did you mean" hints.
+    asked: Vec<String>,
 }
 
 impl<'v> Obj<'v> {
@@ -177,6 +179,7 @@ impl<'v> Obj<'v> {
                 path: path.to_string(),
                 map,
                 used: HashSet::new(),
+                asked: Vec::new(),
             }),
             other => {
                 ctx.err(
@@ -200,6 +203,9 @@ impl<'v> Obj<'v> {
     }
 
     pub fn take(&mut self, k: &str) -> Option<&'v Value> {
+        if !self.asked.iter().any(|a| a == k) {
+            self.asked.push(k.to_string());
+        }
         let (key, v) = self.map.get_key_value(k)?;
         self.used.insert(key.as_str());
         Some(v)
@@ -335,11 +341,35 @@ impl<'v> Obj<'v> {
             } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(n, _)| k == n) {
                 ctx.err(&p, format!("not supported: {why}"));
             } else {
+                let hint = self
+                    .asked
+                    .iter()
+                    .filter(|a| !self.map.contains_key(a.as_str()))
+                    .map(|a| (edit_distance(a, k), a))
+                    .filter(|(d, _)| *d <= 2)
+                    .min()
+                    .map(|(_, a)| format!("; did you mean '{a}'?"))
+                    .unwrap_or_default();
                 ctx.err(
                     &p,
-                    format!("unknown parameter '{k}' (not a Kea 2.2 parameter at this place: check the spelling and the nesting)"),
+                    format!("unknown parameter '{k}' (not a Kea 2.2 parameter at this place: check the spelling and the nesting){hint}"),
                 );
             }
         }
     }
+}
+
+/// Levenshtein distance, for spelling hints on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
