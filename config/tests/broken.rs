@@ -232,6 +232,7 @@ fn unknown_and_unsupported_keys() {
         "Dhcp4.valid-lifetme",
         "unknown parameter 'valid-lifetme'",
     );
+    has(&e, "Dhcp4.valid-lifetme", "did you mean 'valid-lifetime'?");
     has(
         &e,
         "Dhcp4.hosts-database",
@@ -502,4 +503,33 @@ fn tuning_from_user_context() {
         "must be a power of two",
     );
     has(&e, "Dhcp4.user-context.xdhcp.wokers", "unknown parameter");
+}
+
+#[test]
+fn subnet_on_an_interface_that_is_not_served_warns() {
+    let l = ok(&v4(
+        "",
+        r#"{"id": 1, "subnet": "192.0.2.0/24", "interface": "xd9"}"#,
+    ));
+    has(
+        &l.warnings,
+        "Dhcp4.subnet4[0].interface",
+        "'xd9' is not in interfaces-config.interfaces",
+    );
+    let l = ok(&v4(
+        "",
+        r#"{"id": 1, "subnet": "192.0.2.0/24", "interface": "xd0"}"#,
+    ));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn whole_file_findings_display_without_a_path() {
+    let e = errors("[]");
+    assert!(
+        e[0].to_string()
+            .starts_with("test.json: the configuration must be a JSON map"),
+        "{}",
+        e[0]
+    );
 }
