@@ -49,28 +49,25 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The configuration was rejected. Holds every error found, not only the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The configuration was rejected. Holds every error found, not only the first; `Display` lists them
+/// one per line under a count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_errors(&self.errors))]
 pub struct ConfigError {
     pub errors: Vec<Diagnostic>,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.errors.len();
-        write!(
-            f,
-            "configuration rejected ({n} error{})",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.errors {
-            write!(f, "\n  {e}")?;
-        }
-        Ok(())
+fn render_errors(errors: &[Diagnostic]) -> String {
+    let n = errors.len();
+    let mut s = format!(
+        "configuration rejected ({n} error{})",
+        if n == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        s.push_str(&format!("\n  {e}"));
     }
+    s
 }
-
-impl std::error::Error for ConfigError {}
 
 /// Reads and validates the configuration file at `path`.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
