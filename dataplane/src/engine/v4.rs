@@ -383,6 +383,9 @@ fn request(
         // authoritative and we know nothing about the client.
         if let Some(other) = store.get_by_addr4(addr) {
             if !key.matches4(&other) && other.is_active(c.now) {
+                if !matches!(state, RequestState::Selecting(_)) && !c.subnet().cfg.authoritative {
+                    return Err(DropReason::NoLeaseForClient);
+                }
                 return nak(c, msg, rxc, f, tx);
             }
         }
