@@ -55,6 +55,9 @@ impl fmt::Display for Diagnostic {
 #[error("{}", render_errors(&self.errors))]
 pub struct ConfigError {
     pub errors: Vec<Diagnostic>,
+    /// Warnings found before the configuration was rejected (not part of `Display`), so that a checker
+    /// can show everything at once.
+    pub warnings: Vec<Diagnostic>,
 }
 
 fn render_errors(errors: &[Diagnostic]) -> String {
@@ -79,6 +82,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
                 json_path: String::new(),
                 message: format!("cannot read the file: {e}"),
             }],
+            warnings: Vec::new(),
         }),
     }
 }
@@ -89,7 +93,10 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
     let (mut ctx, root) = parse_inner(text, source);
     // Duplicate keys are reported, and the walk goes on so every other error shows up too.
     let Some(root) = root else {
-        return Err(ConfigError { errors: ctx.errors });
+        return Err(ConfigError {
+            errors: ctx.errors,
+            warnings: ctx.warnings,
+        });
     };
     let mut config = model::Config {
         source: source.to_path_buf(),
@@ -126,7 +133,10 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
             warnings: ctx.warnings,
         })
     } else {
-        Err(ConfigError { errors: ctx.errors })
+        Err(ConfigError {
+            errors: ctx.errors,
+            warnings: ctx.warnings,
+        })
     }
 }
 
@@ -139,7 +149,10 @@ pub fn parse_json(
 ) -> Result<(serde_json::Value, Vec<Diagnostic>), ConfigError> {
     match parse_inner(text, source) {
         (ctx, Some(v)) if ctx.errors.is_empty() => Ok((v, ctx.warnings)),
-        (ctx, _) => Err(ConfigError { errors: ctx.errors }),
+        (ctx, _) => Err(ConfigError {
+            errors: ctx.errors,
+            warnings: ctx.warnings,
+        }),
     }
 }
 

@@ -431,7 +431,11 @@ fn every_error_is_reported_not_only_the_first() {
         "Dhcp4.subnet4[1].subnet",
         "'x' is not a prefix/length such as 192.0.2.0/24",
     );
-    let text = xdhcp_config::ConfigError { errors: e }.to_string();
+    let text = xdhcp_config::ConfigError {
+        errors: e,
+        warnings: Vec::new(),
+    }
+    .to_string();
     assert!(
         text.starts_with("configuration rejected (4 errors)"),
         "{text}"
@@ -532,4 +536,16 @@ fn whole_file_findings_display_without_a_path() {
         "{}",
         e[0]
     );
+}
+
+#[test]
+fn warnings_survive_a_rejection() {
+    let e = xdhcp_config::load_str(
+        &v4(r#""ddns-send-updates": true, "bogus": 1,"#, ""),
+        std::path::Path::new("t.json"),
+    )
+    .unwrap_err();
+    has(&e.errors, "Dhcp4.bogus", "unknown parameter");
+    has(&e.warnings, "Dhcp4.ddns-send-updates", "ignored");
+    assert!(!e.to_string().contains("ddns"));
 }
