@@ -57,6 +57,7 @@ const COMMANDS: &[&str] = &[
     "statistic-get-all",
     "status-get",
     "version-get",
+    "xdhcp-alloc-policy",
     "xdhcp-ha-observations",
     "xdhcp-ha-serving",
     "xdhcp-hello",
@@ -208,6 +209,33 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
                 }
             }
             reply(0, "HA serving state applied", None)
+        }
+        "xdhcp-alloc-policy" => {
+            let (Some(name), Some(on)) = (
+                args.get("relationship").and_then(|v| v.as_str()),
+                args.get("partner-free").and_then(|v| v.as_bool()),
+            ) else {
+                return reply(1, "'relationship' (string) and 'partner-free' (boolean) are required", None);
+            };
+            let Some(rt) = ctx.shared.rt4.as_ref() else { return reply(1, "no DHCPv4 configuration", None) };
+            let mut pools = 0;
+            for s in &rt.subnets {
+                let tag = s.cfg.ha_server_name.as_deref();
+                let serves = match tag {
+                    Some(t) => t == name || rt.cfg.high_availability.iter().any(|r| r.this_server_name == name && r.peers.iter().any(|p| p.name == t)),
+                    None => rt.cfg.high_availability.len() == 1 && rt.cfg.high_availability[0].this_server_name == name,
+                };
+                if serves {
+                    for p in &s.pools {
+                        store.pools()[p.store_index].alloc.set_partner_free(on);
+                        pools += 1;
+                    }
+                }
+            }
+            if pools == 0 {
+                return reply(1, format!("no pools belong to HA relationship '{name}'"), None);
+            }
+            reply(0, format!("partner-free={on} on {pools} pool(s)"), None)
         }
         "xdhcp-ha-observations" => {
             let mut out = Vec::new();

@@ -14,7 +14,8 @@ use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use xdhcp_config::model::{Backend, Config};
+use crate::lease::alloc::Split;
+use xdhcp_config::model::{Backend, Config, HaMode, HaRelationship, HaRole};
 
 impl LeaseSink for JournalProducer {
     fn has_room(&self) -> bool {
@@ -30,7 +31,9 @@ impl LeaseSink for JournalProducer {
 pub fn build_shared(cfg: &Config, workers: usize, interfaces: Vec<(u32, String)>) -> anyhow::Result<Shared> {
     let d4 = cfg.dhcp4.as_ref().context("the configuration has no Dhcp4 section")?;
     let mut pools = Vec::new();
-    let rt4 = Runtime4::new(d4, &mut pools, workers.max(1));
+    let rels = &d4.high_availability;
+    let split_for = |s: &xdhcp_config::model::Subnet4| ha_split(rels, s.ha_server_name.as_deref());
+    let rt4 = Runtime4::new(d4, &mut pools, workers.max(1), &split_for);
     let total: u64 = pools.iter().map(|p| p.alloc.units()).sum();
     let sizing = StoreSizing {
         shards: 256,
@@ -41,6 +44,27 @@ pub fn build_shared(cfg: &Config, workers: usize, interfaces: Vec<(u32, String)>
     let subnets: Vec<_> = d4.subnets.iter().map(|s| (s.id, s.ha_server_name.clone())).collect();
     let gate = if d4.high_availability.is_empty() { HaGate::standalone() } else { HaGate::new(&d4.high_availability, &subnets) };
     Ok(Shared { rt4: Some(rt4), store, gate, stats: Default::default(), enabled: AtomicBool::new(true), interfaces })
+}
+
+/// Address ownership for a subnet under HA (see [`Split`]): which relationship serves it and
+/// this server's role there.
+pub fn ha_split(rels: &[HaRelationship], tag: Option<&str>) -> Split {
+    let rel = match tag {
+        Some(name) => rels.iter().find(|r| r.this_server_name == name || r.peers.iter().any(|p| p.name == name)),
+        None if rels.len() == 1 => rels.first(),
+        None => None,
+    };
+    let Some(r) = rel else { return Split::AllMine };
+    let role = r.peers.iter().find(|p| p.name == r.this_server_name).map(|p| p.role);
+    match (r.mode, role) {
+        (HaMode::LoadBalancing, Some(HaRole::Primary)) => Split::Modulo { modulus: 2, mine: 0b01 },
+        (HaMode::LoadBalancing, Some(HaRole::Secondary)) => Split::Modulo { modulus: 2, mine: 0b10 },
+        // The standby keeps a 10% reserve so that after a failover it can serve new clients at
+        // once without touching addresses the primary may have leased unseen.
+        (HaMode::HotStandby, Some(HaRole::Primary)) => Split::Modulo { modulus: 10, mine: 0b11_1111_1110 },
+        (HaMode::HotStandby, Some(HaRole::Standby)) => Split::Modulo { modulus: 10, mine: 0b1 },
+        _ => Split::AllMine,
+    }
 }
 
 enum RunningBackend {

@@ -3,7 +3,7 @@
 //! merged option tables per pool. Built once per (re)load; workers only read it.
 
 use super::options::Opts4;
-use crate::lease::alloc::PoolAlloc;
+use crate::lease::alloc::{PoolAlloc, Split};
 use crate::lease::store::{KeyKind, PoolInfo};
 use crate::lease::IdBuf;
 use std::collections::HashMap;
@@ -70,7 +70,8 @@ fn index_reservations(list: &[Reservation4]) -> HashMap<(KeyKind, IdBuf), usize>
 impl Runtime4 {
     /// Compile `cfg`. Pools are appended to `pools` (the lease store's list) starting at its
     /// current length; `stripes` sets the allocator striping (one per worker is a good choice).
-    pub fn new(cfg: &Dhcp4, pools: &mut Vec<PoolInfo>, stripes: usize) -> Runtime4 {
+    /// `split_for` says who owns each subnet's addresses under HA ([`Split::AllMine`] standalone).
+    pub fn new(cfg: &Dhcp4, pools: &mut Vec<PoolInfo>, stripes: usize, split_for: &dyn Fn(&Subnet4) -> Split) -> Runtime4 {
         let empty = OptionSet::default();
         let mut subnets = Vec::with_capacity(cfg.subnets.len());
         for s in &cfg.subnets {
@@ -85,7 +86,7 @@ impl Runtime4 {
                     first: u128::from(u32::from(p.first)),
                     unit_shift: 0,
                     v6_type: None,
-                    alloc: PoolAlloc::new(units, stripes),
+                    alloc: PoolAlloc::with_split(units, stripes, split_for(s)),
                 });
                 prt.push(PoolRt4 {
                     store_index,
