@@ -1145,7 +1145,26 @@ fn read_lease_db(ctx: &mut Ctx, o: Option<Obj>, fsync: FsyncPolicy) -> LeaseData
     if let Some(i) = o.u32(ctx, "lfc-interval") {
         db.lfc_interval_secs = i;
     }
-    o.accept("universe");
+    // Kea accepts the SQL connection parameters with any type; with memfile they do nothing.
+    for k in [
+        "host",
+        "port",
+        "user",
+        "password",
+        "connect-timeout",
+        "max-reconnect-tries",
+        "reconnect-wait-time",
+        "on-fail",
+        "readonly",
+        "trust-anchor",
+        "cert-file",
+        "key-file",
+        "cipher-list",
+    ] {
+        if o.take(k).is_some() {
+            ctx.warn(&o.p(k), "ignored: a parameter of SQL lease databases; memfile (xdhcp's journal) does not use it");
+        }
+    }
     o.finish(ctx);
     db
 }

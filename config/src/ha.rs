@@ -210,6 +210,12 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
     let wait_backup_ack = o.bool(ctx, "wait-backup-ack").unwrap_or(false);
     let require_client_certs = o.bool(ctx, "require-client-certs").unwrap_or(true);
     let tls = read_tls(ctx, &mut o);
+    if o.bool(ctx, "restrict-commands") == Some(true) {
+        ctx.warn(
+            &o.p("restrict-commands"),
+            "not enforced by xdhcp: protect the HA listener with basic-auth or TLS client certificates instead",
+        );
+    }
     let mut mt = false;
     let mut dedicated = false;
     if let Some(mut m) = o.obj(ctx, "multi-threading", "HA multi-threading") {
