@@ -121,3 +121,40 @@ fn deliberate_differences_from_kea() {
     let e = xdhcp(json).unwrap_err();
     assert_eq!(e[0].json_path, "Dhcp4.interfaces-config.interfaces[0]");
 }
+
+#[test]
+fn kea_examples_get_the_same_verdict_as_kea() {
+    // The examples name eth0/eth1 and /opt hook paths; point them at lo and Debian's hook directory so
+    // that Kea judges the configuration itself rather than this machine.
+    let dir = common::data("kea-examples");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let mut mismatches = Vec::new();
+    for f in names {
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("\"eth0\"", "\"lo\"")
+            .replace("\"eth1\"", "\"lo\"")
+            .replace(
+                "/opt/lib/kea/hooks/",
+                "/usr/lib/x86_64-linux-gnu/kea/hooks/",
+            );
+        let is_v6 = f.file_name().unwrap().to_string_lossy().starts_with("kea6");
+        let kea = kea_accepts(is_v6, &text);
+        let ours = xdhcp(&text);
+        let wildcard = text.contains("\"*\"");
+        match (kea, &ours) {
+            (true, Ok(())) | (false, Err(_)) => {}
+            (true, Err(e)) if wildcard && e.len() == 1 && e[0].message.contains("refused") => {}
+            _ => mismatches.push(format!(
+                "{}: Kea accepts={kea}, xdhcp {:?}",
+                f.display(),
+                ours
+            )),
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
