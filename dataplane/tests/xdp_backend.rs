@@ -424,3 +424,28 @@ fn bad_interfaces_give_clear_errors() {
         "nothing attached after a failed start"
     );
 }
+
+#[test]
+fn generic_mode_works_when_asked_for() {
+    let lab = Lab::new("gm", 1);
+    let counts = Counts::new(1);
+    let backend = start(&lab, &config(AttachMode::Generic), &counts).expect("backend starts");
+    assert_eq!(
+        backend.attached(),
+        vec![(SRV_IF.to_string(), AttachedMode::Generic)]
+    );
+    assert!(
+        lab.srv_xdp_state().contains("xdpgeneric"),
+        "{}",
+        lab.srv_xdp_state()
+    );
+    lab.cli.run(|| {
+        let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        assert_eq!(
+            exchange(&sock, 67, b"skb").as_deref(),
+            Some(&b"echo:skb"[..])
+        );
+    });
+    backend.stop().unwrap();
+    assert_eq!(lab.srv_xdp_state(), "");
+}

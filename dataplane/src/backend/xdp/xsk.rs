@@ -836,6 +836,8 @@ impl XskSocket {
             if !self.tx.needs_wakeup() {
                 break;
             }
+            // The kernel stops sending when the completion ring is full: make room first.
+            self.reclaim();
             self.counters.tx_wakeups += 1;
             // SAFETY: a zero-length sendto with no address is the documented AF_XDP TX kick.
             let r = unsafe {
