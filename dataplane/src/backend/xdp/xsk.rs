@@ -678,11 +678,26 @@ impl XskSocket {
         if n > 0 {
             self.fill.prod_submit();
         }
+        // Zero-copy drivers with XDP_USE_NEED_WAKEUP stop receiving until told the fill ring
+        // has buffers again; copy mode never sets the flag, so this costs one load there.
+        if self.fill.needs_wakeup() {
+            // SAFETY: a zero-length non-blocking recvfrom is the documented AF_XDP RX kick.
+            unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
         n
     }
 
     /// Whether the kernel asked for a wakeup to refill RX (zero-copy drivers; see
-    /// `XDP_USE_NEED_WAKEUP`). [`XskSocket::poll_rx`] performs it.
+    /// `XDP_USE_NEED_WAKEUP`). [`XskSocket::refill`] performs it.
     pub fn fill_needs_wakeup(&self) -> bool {
         self.fill.needs_wakeup()
     }
