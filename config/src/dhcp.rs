@@ -1413,6 +1413,9 @@ fn read_res4(
 ) -> Vec<Reservation4> {
     let mut out: Vec<Reservation4> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
+    // Indexes, not scans: an ISP configuration can hold hundreds of thousands of reservations.
+    let mut by_id: HashMap<HostIdentifier, usize> = HashMap::new();
+    let mut by_ip: HashMap<Ipv4Addr, usize> = HashMap::new();
     for (p, v) in list {
         let Some(mut o) = Obj::new(ctx, v, &p, "a host reservation") else {
             continue;
@@ -1472,7 +1475,7 @@ fn read_res4(
                 );
             }
         }
-        if let Some(i) = out.iter().position(|r| r.identifier == id) {
+        if let Some(&i) = by_id.get(&id) {
             ctx.err(
                 &p,
                 format!(
@@ -1485,11 +1488,15 @@ fn read_res4(
         }
         if let Some(a) = ip {
             if rc.ip_unique {
-                if let Some(i) = out.iter().position(|r| r.ip_address == Some(a)) {
+                if let Some(&i) = by_ip.get(&a) {
                     ctx.err(&format!("{p}.ip-address"), format!("{a} is already reserved at {} (set ip-reservations-unique: false to allow it)", paths[i]));
                     continue;
                 }
             }
+        }
+        by_id.insert(id.clone(), out.len());
+        if let Some(a) = ip {
+            by_ip.insert(a, out.len());
         }
         paths.push(p);
         out.push(Reservation4 {
@@ -1514,6 +1521,8 @@ fn read_res6(
 ) -> Vec<Reservation6> {
     let mut out: Vec<Reservation6> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
+    let mut by_id: HashMap<HostIdentifier, usize> = HashMap::new();
+    let mut by_ip: HashMap<Ipv6Addr, usize> = HashMap::new();
     for (p, v) in list {
         let Some(mut o) = Obj::new(ctx, v, &p, "a host reservation") else {
             continue;
@@ -1560,7 +1569,7 @@ fn read_res6(
         if !rc.host_ids.iter().any(|k| k == id_kind(&id)) {
             ctx.warn(&p, format!("identified by {} which is not in host-reservation-identifiers: this reservation never matches", id_kind(&id)));
         }
-        if let Some(i) = out.iter().position(|r| r.identifier == id) {
+        if let Some(&i) = by_id.get(&id) {
             ctx.err(
                 &p,
                 format!(
@@ -1572,16 +1581,17 @@ fn read_res6(
             continue;
         }
         if rc.ip_unique {
-            if let Some(a) = addrs
-                .iter()
-                .find(|a| out.iter().any(|r| r.ip_addresses.contains(a)))
-            {
+            if let Some((a, &i)) = addrs.iter().find_map(|a| by_ip.get(a).map(|i| (a, i))) {
                 ctx.err(
                     &format!("{p}.ip-addresses"),
-                    format!("{a} is already reserved for another client"),
+                    format!("{a} is already reserved at {}", paths[i]),
                 );
                 continue;
             }
+        }
+        by_id.insert(id.clone(), out.len());
+        for a in &addrs {
+            by_ip.insert(*a, out.len());
         }
         paths.push(p);
         out.push(Reservation6 {

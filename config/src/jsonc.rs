@@ -154,25 +154,35 @@ pub(crate) fn relax(text: &str) -> (String, Vec<LexNote>, Vec<LexNote>) {
                     i += 1;
                 }
                 let end = i.min(b.len());
-                let s = String::from_utf8_lossy(&b[start..end]).into_owned();
-                let here = path_of(&stack, true);
-                if let Some(Frame::Obj {
-                    key,
-                    keys,
-                    expect_key,
-                }) = stack.last_mut()
-                {
-                    if *expect_key {
+                // Only keys matter here; values are skipped without allocating.
+                if matches!(
+                    stack.last(),
+                    Some(Frame::Obj {
+                        expect_key: true,
+                        ..
+                    })
+                ) {
+                    let s = String::from_utf8_lossy(&b[start..end]).into_owned();
+                    let dup =
+                        matches!(stack.last(), Some(Frame::Obj { keys, .. }) if keys.contains(&s));
+                    if dup {
+                        let here = path_of(&stack, true);
+                        let (line, column) = line_col(text, start - 1);
+                        errors.push(LexNote {
+                            json_path: if here.is_empty() { s.clone() } else { format!("{here}.{s}") },
+                            message: format!(
+                                "line {line}, column {column}: duplicate key \"{s}\"; Kea rejects this, remove one of them"
+                            ),
+                        });
+                    }
+                    if let Some(Frame::Obj {
+                        key,
+                        keys,
+                        expect_key,
+                    }) = stack.last_mut()
+                    {
                         *expect_key = false;
-                        if keys.contains(&s) {
-                            let (line, column) = line_col(text, start - 1);
-                            errors.push(LexNote {
-                                json_path: if here.is_empty() { s.clone() } else { format!("{here}.{s}") },
-                                message: format!(
-                                    "line {line}, column {column}: duplicate key \"{s}\"; Kea rejects this, remove one of them"
-                                ),
-                            });
-                        } else {
+                        if !dup {
                             keys.push(s.clone());
                         }
                         *key = Some(s);
