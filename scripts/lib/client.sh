@@ -56,7 +56,12 @@ import ipaddress, sys
 a, lo, hi = (ipaddress.ip_address(x) for x in sys.argv[1:])
 sys.exit(not lo <= a <= hi)
 PY
-    lab_exec cli 5 ip -4 route show dev "$CLIENT_IF" | grep -q "default via $LAB_SRV_CLIENT_IP" ||
+    # dhclient-script adds the address first and the route from the routers option just after.
+    for ((i = 0; i < 50; i++)); do
+        [[ "$(lab_exec cli 5 ip -4 route show dev "$CLIENT_IF")" == *"default via $LAB_SRV_CLIENT_IP "* ]] && break
+        sleep 0.1
+    done
+    [[ "$(lab_exec cli 5 ip -4 route show dev "$CLIENT_IF")" == *"default via $LAB_SRV_CLIENT_IP "* ]] ||
         xd_die "no default route via $LAB_SRV_CLIENT_IP (routers option) on $CLIENT_IF"
     local hw subnet valid state
     read -r hw subnet CLIENT_CLTT valid state < <(client_server_lease "$CLIENT_IP") ||

@@ -76,7 +76,7 @@ lab_create() {
     trap 'lab_on_signal TERM 143' TERM
     local ns
     for ns in "$LAB_SRV" "$LAB_CLI"; do
-        if timeout 10 ip netns list | awk '{print $1}' | grep -qx "$ns"; then
+        if [[ " $(timeout 10 ip netns list | awk '{print $1}' | tr '\n' ' ') " == *" $ns "* ]]; then
             xd_die "lab: namespace $ns already exists; refusing to reuse a namespace this run did not create"
         fi
         timeout 10 ip netns add "$ns"

@@ -76,10 +76,13 @@ def main():
         fails.append(f"{len(old)} ACKs older than {window} s before the kill never reached the journal, e.g. "
                      + ", ".join(f"{a} -> {h} ({age:.3f} s before the kill)" for age, a, h in old[:5]))
     newest = max((ts for ts, _ in acks.values()), default=kill_ts)
-    print(f"crash judge: {n_acks} ACKs captured ({len(acks)} addresses), last {kill_ts - newest:.3f} s before "
-          f"the kill; journal export {len(before)} leases, after restart {len(after)}; "
+    # Times are relative to the moment just before `kill -9` was issued (negative: captured after it,
+    # i.e. sent in the few milliseconds the kill took).
+    print(f"crash judge: {n_acks} ACKs captured ({len(acks)} addresses), the last at kill{newest - kill_ts:+.3f} s; "
+          f"journal export {len(before)} leases, after restart {len(after)}; "
           f"ACKs not yet durable at the kill: {len(not_durable)}"
-          + (f" (oldest {not_durable[-1][0]*1000:.1f} ms before the kill)" if not_durable else ""),
+          + (f" (sent between kill{-not_durable[-1][0]*1000:+.1f} ms and kill{-not_durable[0][0]*1000:+.1f} ms)"
+             if not_durable else ""),
           file=sys.stderr)
     if fails:
         for f in fails:
