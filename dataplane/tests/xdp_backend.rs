@@ -449,3 +449,94 @@ fn generic_mode_works_when_asked_for() {
     backend.stop().unwrap();
     assert_eq!(lab.srv_xdp_state(), "");
 }
+
+#[test]
+fn run_serves_several_interfaces_until_stopped() {
+    let lab = Lab::new("mi", 1);
+    // A second pair between the same namespaces, on another subnet.
+    lab.srv.ip(&[
+        "link",
+        "add",
+        "xds1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "xdc1",
+        "netns",
+        &lab.cli.name,
+    ]);
+    lab.srv.ip(&["addr", "add", "10.78.0.1/24", "dev", "xds1"]);
+    lab.cli.ip(&["addr", "add", "10.78.0.2/24", "dev", "xdc1"]);
+    lab.srv.ip(&["link", "set", "xds1", "up"]);
+    lab.cli.ip(&["link", "set", "xdc1", "up"]);
+
+    let mut cfg = config(AttachMode::Native);
+    cfg.interfaces = vec![SRV_IF.to_string(), "xds1".to_string()];
+    let counts = Counts::new(2);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stats_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = {
+        let (stop, stats_seen) = (Arc::clone(&stop), Arc::clone(&stats_seen));
+        let (answered, ticks) = (counts.answered.clone(), counts.ticks.clone());
+        lab.srv.spawn(move || {
+            let make = move |w: usize| -> Box<dyn FrameHandler> {
+                Box::new(Echo {
+                    answered: Arc::clone(&answered[w]),
+                    ticks: Arc::clone(&ticks[w]),
+                })
+            };
+            let mut on_stats = |s: &xdhcp_dataplane::backend::xdp::XdpStats| {
+                stats_seen.lock().unwrap().push(s.clone())
+            };
+            xdhcp_dataplane::backend::xdp::run(&cfg, &make, &stop, &mut on_stats)
+        })
+    };
+    // Wait for both attachments (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !lab.srv.ip(&["link", "show", "dev", "xds1"]).contains("xdp") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend did not attach"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lab.cli.run(|| {
+        let a = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        assert_eq!(exchange(&a, 67, b"one").as_deref(), Some(&b"echo:one"[..]));
+        let b = UdpSocket::bind(("10.78.0.2", 0)).unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut got = None;
+        for _ in 0..6 {
+            b.send_to(b"two", ("10.78.0.1", 67)).unwrap();
+            let mut buf = [0u8; 64];
+            if let Ok((n, _)) = b.recv_from(&mut buf) {
+                got = Some(buf[..n].to_vec());
+                break;
+            }
+        }
+        assert_eq!(got.as_deref(), Some(&b"echo:two"[..]));
+    });
+    std::thread::sleep(Duration::from_millis(1200)); // at least one statistics callback
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap().expect("run returns cleanly");
+
+    assert!(
+        counts
+            .answered
+            .iter()
+            .all(|a| a.load(Ordering::Relaxed) >= 1),
+        "each interface's worker answered"
+    );
+    let seen = stats_seen.lock().unwrap();
+    let last = seen.last().expect("on_stats was called");
+    let ifaces: Vec<&str> = last.queues.iter().map(|(q, _)| q.iface.as_str()).collect();
+    assert_eq!(ifaces, vec![SRV_IF, "xds1"]);
+    assert_eq!(last.programs.len(), 2);
+    assert_eq!(lab.srv_xdp_state(), "");
+    assert!(
+        !lab.srv.ip(&["link", "show", "dev", "xds1"]).contains("xdp"),
+        "both detached"
+    );
+}
