@@ -396,6 +396,16 @@ fn bad_interfaces_give_clear_errors() {
         "{err}"
     );
 
+    cfg.interfaces = vec![SRV_IF.to_string(), SRV_IF.to_string()];
+    let err = start(&lab, &cfg, &counts).expect_err("duplicate interface");
+    assert!(err.to_string().contains("listed twice"), "{err}");
+
+    cfg.interfaces = vec![SRV_IF.to_string()];
+    cfg.ring_size = 1000;
+    let err = start(&lab, &cfg, &counts).expect_err("ring size not a power of two");
+    assert!(matches!(err, XdpError::Config(_)), "{err:?}");
+    cfg.ring_size = 256;
+
     cfg.interfaces.clear();
     let err = start(&lab, &cfg, &counts).expect_err("no interface");
     assert!(matches!(err, XdpError::NoInterfaces), "{err:?}");

@@ -274,6 +274,16 @@ pub fn plan(cfg: &XdpBackendConfig) -> Result<Vec<InterfaceInfo>, XdpError> {
         return Err(XdpError::NoInterfaces);
     }
     let xcfg = cfg.xsk_config();
+    xcfg.validate()
+        .map_err(|e| XdpError::Config(e.to_string()))?;
+    for (i, name) in cfg.interfaces.iter().enumerate() {
+        // A second attach to the same interface would replace the first as "stale".
+        if cfg.interfaces[..i].contains(name) {
+            return Err(XdpError::Config(format!(
+                "interface `{name}` is listed twice"
+            )));
+        }
+    }
     let max_mtu = xcfg.max_rx_frame().saturating_sub(L2_OVERHEAD);
     let mut out = Vec::with_capacity(cfg.interfaces.len());
     for name in &cfg.interfaces {
@@ -297,6 +307,9 @@ pub fn plan(cfg: &XdpBackendConfig) -> Result<Vec<InterfaceInfo>, XdpError> {
                 queues: info.rx_queues,
             }
             .into());
+        }
+        if info.ipv4.is_unspecified() {
+            tracing::warn!(iface = %name, "interface has no IPv4 address");
         }
         out.push(info);
     }

@@ -144,7 +144,8 @@ impl XskConfig {
         self.frame_size - KERNEL_RX_HEADROOM
     }
 
-    fn validate(&self) -> Result<(), XskError> {
+    /// Checks the kernel's rules and that frames cover the rings.
+    pub fn validate(&self) -> Result<(), XskError> {
         if self.frame_size != 2048 && self.frame_size != 4096 {
             return Err(XskError::Config(format!(
                 "frame size {} must be 2048 or 4096",
