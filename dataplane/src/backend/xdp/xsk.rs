@@ -826,6 +826,8 @@ impl XskSocket {
 
     /// Queues a received frame for transmission where it lies (an echo responder rewrites the
     /// request in place with [`XskSocket::rx_frame_mut`] and sends it back without a copy).
+    /// Recompute the UDP checksum when rewriting: frames a kernel socket sent over veth carry
+    /// CHECKSUM_PARTIAL (only the pseudo-header sum), and AF_XDP TX has no checksum offload.
     pub fn tx_push_in_place(&mut self, d: &XdpDesc) -> Result<(), Frame> {
         let (start, len) = self.clamp(d.addr, d.len);
         if self.tx.prod_free(1) == 0 {
