@@ -127,6 +127,9 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
             ),
         ),
     }
+    // Report in the order of the file, not in the order the checks ran.
+    sort_by_document(&root, &mut ctx.errors);
+    sort_by_document(&root, &mut ctx.warnings);
     if ctx.errors.is_empty() {
         Ok(Loaded {
             config,
@@ -188,4 +191,55 @@ fn parse_inner(text: &str, source: &Path) -> (walk::Ctx, Option<serde_json::Valu
 /// by a space (newlines are kept) so line and column numbers stay those of the original text.
 pub fn strip_comments(text: &str) -> String {
     jsonc::strip_comments(text)
+}
+
+/// Where a JSON path points in the document, as a sortable key: each map key by its position in its map,
+/// each list element by its index. Paths that are not in the document (syntax findings) sort first.
+fn document_position(root: &serde_json::Value, path: &str) -> Vec<usize> {
+    let mut pos = Vec::new();
+    let mut cur = Some(root);
+    let mut rest = path;
+    while !rest.is_empty() {
+        let (seg, tail, is_index) = if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']').unwrap_or(r.len());
+            (&r[..end], r.get(end + 1..).unwrap_or(""), true)
+        } else {
+            let r = rest.strip_prefix('.').unwrap_or(rest);
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            (&r[..end], &r[end..], false)
+        };
+        let idx = match (cur, is_index) {
+            (Some(serde_json::Value::Array(a)), true) => {
+                seg.parse::<usize>().ok().filter(|i| *i < a.len())
+            }
+            (Some(serde_json::Value::Object(m)), false) => m.keys().position(|k| k == seg),
+            _ => None,
+        };
+        match idx {
+            Some(i) => {
+                pos.push(i + 1);
+                cur = match cur {
+                    Some(serde_json::Value::Array(a)) => a.get(i),
+                    Some(serde_json::Value::Object(m)) => m.get(seg),
+                    _ => None,
+                };
+            }
+            None => {
+                pos.push(usize::MAX);
+                cur = None;
+            }
+        }
+        rest = tail;
+    }
+    pos
+}
+
+fn sort_by_document(root: &serde_json::Value, diags: &mut [Diagnostic]) {
+    diags.sort_by_cached_key(|d| {
+        if d.json_path.starts_with("line ") {
+            Vec::new()
+        } else {
+            document_position(root, &d.json_path)
+        }
+    });
 }
