@@ -667,10 +667,11 @@ impl XskSocket {
     /// replies never starve because RX took every frame.
     pub fn refill(&mut self) -> u32 {
         let spare = self.free.len().saturating_sub(self.fill_target_reserve) as u32;
-        if spare == 0 {
-            return 0;
-        }
-        let n = self.fill.prod_free(spare).min(spare);
+        let n = if spare == 0 {
+            0
+        } else {
+            self.fill.prod_free(spare).min(spare)
+        };
         for _ in 0..n {
             // `spare > 0` guarantees the pool has n entries.
             let Some(addr) = self.free.pop() else { break };
