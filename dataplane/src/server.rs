@@ -6,6 +6,7 @@
 use crate::backend::{FrameHandler, Now};
 use crate::engine::ha_gate::HaGate;
 use crate::engine::runtime4::Runtime4;
+use crate::engine::runtime6::Runtime6;
 use crate::engine::{LeaseSink, NullSink, Shared, Worker};
 use crate::lease::journal::{Journal, JournalConfig, JournalProducer};
 use crate::lease::store::{LeaseStore, StoreSizing};
@@ -27,23 +28,106 @@ impl LeaseSink for JournalProducer {
 }
 
 /// Build the shared engine state (store, runtime, gate) for a configuration. Used by the server,
-/// the tests and the benchmarks alike, so they all exercise the same code.
+/// the tests and the benchmarks alike, so they all exercise the same code. The DHCPv6 server
+/// DUID is generated in memory (not persisted); the server passes the persisted one through
+/// [`build_shared_with_duid`].
 pub fn build_shared(cfg: &Config, workers: usize, interfaces: Vec<(u32, String)>) -> anyhow::Result<Shared> {
-    let d4 = cfg.dhcp4.as_ref().context("the configuration has no Dhcp4 section")?;
+    build_shared_with_duid(cfg, workers, interfaces, None)
+}
+
+/// [`build_shared`] with the DHCPv6 server DUID read or created by the caller (file I/O stays
+/// in the shell). Both families share one lease store: v6 pools are registered after v4's.
+pub fn build_shared_with_duid(
+    cfg: &Config,
+    workers: usize,
+    interfaces: Vec<(u32, String)>,
+    server_duid: Option<Vec<u8>>,
+) -> anyhow::Result<Shared> {
+    if cfg.dhcp4.is_none() && cfg.dhcp6.is_none() {
+        anyhow::bail!("the configuration has neither a Dhcp4 nor a Dhcp6 section");
+    }
     let mut pools = Vec::new();
-    let rels = &d4.high_availability;
-    let split_for = |s: &xdhcp_config::model::Subnet4| ha_split(rels, s.ha_server_name.as_deref());
-    let rt4 = Runtime4::new(d4, &mut pools, workers.max(1), &split_for);
-    let total: u64 = pools.iter().map(|p| p.alloc.units()).sum();
+    let rt4 = cfg.dhcp4.as_ref().map(|d4| {
+        let rels = &d4.high_availability;
+        let split_for = |s: &xdhcp_config::model::Subnet4| ha_split(rels, s.ha_server_name.as_deref());
+        Runtime4::new(d4, &mut pools, workers.max(1), &split_for)
+    });
+    let rt6 = match cfg.dhcp6.as_ref() {
+        Some(d6) => {
+            let duid = match server_duid {
+                Some(d) => d,
+                None => crate::engine::duid::generate(&d6.server_id, Some([2, 0, 0, 0, 0, 1]), Now::read().unix_secs, [0; 6])
+                    .context("Dhcp6.server-id")?,
+            };
+            let rels = &d6.high_availability;
+            let split_for = |s: &xdhcp_config::model::Subnet6| ha_split(rels, s.ha_server_name.as_deref());
+            let mut rt6 = Runtime6::new(d6, duid, &mut pools, workers.max(1), &split_for);
+            for (ifindex, name) in &interfaces {
+                if let Some(ll) = ipv6_link_local(name) {
+                    rt6.link_local.insert(*ifindex, ll);
+                }
+            }
+            Some(rt6)
+        }
+        None => None,
+    };
+    // v6 pools can be astronomically large (a /64 is 2^64 addresses): saturate.
+    let total: u64 = pools.iter().fold(0u64, |a, p| a.saturating_add(p.alloc.units()));
     let sizing = StoreSizing {
         shards: 256,
         stripes: workers.max(1),
         expected_leases: total.min(4 << 20) as usize,
     };
     let store = Arc::new(LeaseStore::new(pools, &sizing));
-    let subnets: Vec<_> = d4.subnets.iter().map(|s| (s.id, s.ha_server_name.clone())).collect();
-    let gate = if d4.high_availability.is_empty() { HaGate::standalone() } else { HaGate::new(&d4.high_availability, &subnets) };
-    Ok(Shared { rt4: Some(rt4), store, gate, stats: Default::default(), enabled: AtomicBool::new(true), interfaces })
+    // The HA gate follows the family that configures HA (Dhcp4 first when both do).
+    let gate = match (&cfg.dhcp4, &cfg.dhcp6) {
+        (Some(d4), _) if !d4.high_availability.is_empty() => {
+            let subnets: Vec<_> = d4.subnets.iter().map(|s| (s.id, s.ha_server_name.clone())).collect();
+            HaGate::new(&d4.high_availability, &subnets)
+        }
+        (_, Some(d6)) if !d6.high_availability.is_empty() => {
+            let subnets: Vec<_> = d6.subnets.iter().map(|s| (s.id, s.ha_server_name.clone())).collect();
+            HaGate::new(&d6.high_availability, &subnets)
+        }
+        _ => HaGate::standalone(),
+    };
+    Ok(Shared { rt4, rt6, store, gate, stats: Default::default(), enabled: AtomicBool::new(true), interfaces })
+}
+
+/// The first IPv6 link-local address of an interface (the source of DHCPv6 replies to direct
+/// clients), from getifaddrs. Startup only.
+pub fn ipv6_link_local(name: &str) -> Option<std::net::Ipv6Addr> {
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = ifap;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let n = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: ifa_addr is non-null and points to a sockaddr of at least its family's size.
+        if n.to_bytes() != name.as_bytes() || i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET6 {
+            continue;
+        }
+        // SAFETY: the family is AF_INET6, so the address is a sockaddr_in6.
+        let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read(ifa.ifa_addr.cast()) };
+        let a = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+        if crate::engine::runtime6::is_link_local(a) {
+            found = Some(a);
+            break;
+        }
+    }
+    // SAFETY: ifap came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    found
 }
 
 /// Address ownership for a subnet under HA (see [`Split`]): which relationship serves it and
@@ -88,28 +172,53 @@ fn number_of_cpus() -> usize {
 
 impl Server {
     pub fn start(cfg: Config, backend_override: Option<Backend>) -> anyhow::Result<Server> {
-        let d4 = cfg.dhcp4.clone().context("the configuration has no Dhcp4 section (Dhcp6-only is not served yet)")?;
-        if d4.interfaces.is_empty() {
+        // Settings both families have come from Dhcp4 when present, else from Dhcp6; the
+        // interfaces served are those of both sections.
+        let (fam, tuning, lease_db, elp, control_socket) = match (&cfg.dhcp4, &cfg.dhcp6) {
+            (Some(d4), _) => ("Dhcp4", d4.tuning.clone(), d4.lease_database.clone(), d4.expired_leases, d4.control_socket.clone()),
+            (None, Some(d6)) => ("Dhcp6", d6.tuning.clone(), d6.lease_database.clone(), d6.expired_leases, d6.control_socket.clone()),
+            (None, None) => anyhow::bail!("{}: the configuration has neither a Dhcp4 nor a Dhcp6 section", cfg.source.display()),
+        };
+        let mut names: Vec<String> = Vec::new();
+        let specs = cfg.dhcp4.iter().flat_map(|d| d.interfaces.iter()).chain(cfg.dhcp6.iter().flat_map(|d| d.interfaces.iter()));
+        for i in specs {
+            if !names.contains(&i.name) {
+                names.push(i.name.clone());
+            }
+        }
+        if names.is_empty() {
             anyhow::bail!(
-                "{}: Dhcp4.interfaces-config.interfaces is empty: xdhcp serves only interfaces named there",
+                "{}: {fam}.interfaces-config.interfaces is empty: xdhcp serves only interfaces named there",
                 cfg.source.display()
             );
         }
-        let names: Vec<String> = d4.interfaces.iter().map(|i| i.name.clone()).collect();
-        let backend_kind = backend_override.unwrap_or(d4.tuning.backend);
-        let workers = match d4.tuning.workers {
+        let backend_kind = backend_override.unwrap_or(tuning.backend);
+        let workers = match tuning.workers {
             0 => number_of_cpus(),
             n => n as usize,
         };
         let mut ifaces = Vec::new();
+        let mut macs = Vec::new();
         for n in &names {
             let i = crate::backend::socket::interface_info(n)?;
-            ifaces.push((i.ifindex, i.name));
+            ifaces.push((i.ifindex, i.name.clone()));
+            macs.push((i.name, i.mac));
         }
-        let shared = Arc::new(build_shared(&cfg, workers, ifaces)?);
+        // The DHCPv6 server DUID is kept across restarts (Kea's server-id persistence).
+        let server_duid = match &cfg.dhcp6 {
+            Some(d6) => {
+                let first6 = d6.interfaces.first().map(|i| i.name.as_str());
+                let mac = macs.iter().find(|(n, _)| Some(n.as_str()) == first6).map(|(_, m)| *m);
+                let d = crate::engine::duid::load_or_create(d6, mac, Now::read().unix_secs)?;
+                tracing::info!(duid = %crate::lease::json::hex_colon(&d), "DHCPv6 server DUID");
+                Some(d)
+            }
+            None => None,
+        };
+        let shared = Arc::new(build_shared_with_duid(&cfg, workers, ifaces, server_duid)?);
 
         // Durable state first: replay the journal (or import Kea's CSV once) before serving.
-        let journal = match JournalConfig::from_lease_database(&d4.lease_database, d4.tuning.journal_queue) {
+        let journal = match JournalConfig::from_lease_database(&lease_db, tuning.journal_queue) {
             Some(jc) => {
                 let fresh = !jc.dir.exists();
                 let (j, replayed) = Journal::open(jc).context("opening the lease journal")?;
@@ -123,8 +232,11 @@ impl Server {
                 tracing::info!(leases = n, last_seq = replayed.last_seq, "lease journal replayed");
                 let j = Arc::new(j);
                 if fresh {
-                    if let Some(csv) = d4.lease_database.path.as_ref().filter(|p| p.exists()) {
+                    if let Some(csv) = cfg.dhcp4.as_ref().and_then(|d| d.lease_database.path.as_ref()).filter(|p| p.exists()) {
                         import_kea_csv(&shared, &j, csv)?;
+                    }
+                    if let Some(csv) = cfg.dhcp6.as_ref().and_then(|d| d.lease_database.path.as_ref()).filter(|p| p.exists()) {
+                        import_kea_csv6(&shared, &j, csv)?;
                     }
                 }
                 Some(j)
@@ -140,16 +252,16 @@ impl Server {
         let make_handler = |i: usize| -> Box<dyn FrameHandler> { Box::new(Worker::new(shared.clone(), i, sink_for(&journal))) };
         let backend = match backend_kind {
             Backend::Socket => {
-                let cfgb = crate::backend::socket::SocketBackendConfig { interfaces: names.clone(), workers, v6: false };
+                let cfgb = crate::backend::socket::SocketBackendConfig { interfaces: names.clone(), workers, v6: cfg.dhcp6.is_some() };
                 let b = crate::backend::socket::SocketBackend::start(&cfgb, &make_handler)?;
-                tracing::info!(interfaces = ?names, workers, "serving DHCPv4 with the socket backend");
+                tracing::info!(interfaces = ?names, workers, v4 = cfg.dhcp4.is_some(), v6 = cfg.dhcp6.is_some(), "serving DHCP with the socket backend");
                 RunningBackend::Socket(b)
             }
             #[cfg(feature = "xdp")]
             Backend::Xdp => {
-                let xc = crate::backend::xdp::XdpBackendConfig::from_tuning(names.clone(), &d4.tuning);
+                let xc = crate::backend::xdp::XdpBackendConfig::from_tuning(names.clone(), &tuning);
                 let b = crate::backend::xdp::XdpBackend::start(&xc, &make_handler)?;
-                tracing::info!(interfaces = ?names, modes = ?b.attached(), queues = b.queues().len(), "serving DHCPv4 with the AF_XDP backend");
+                tracing::info!(interfaces = ?names, modes = ?b.attached(), queues = b.queues().len(), v4 = cfg.dhcp4.is_some(), v6 = cfg.dhcp6.is_some(), "serving DHCP with the AF_XDP backend");
                 RunningBackend::Xdp(b)
             }
             #[cfg(not(feature = "xdp"))]
@@ -162,7 +274,6 @@ impl Server {
             let shared = shared.clone();
             let sink = sink_for(&journal);
             let stop = stop.clone();
-            let elp = d4.expired_leases;
             threads.push(std::thread::Builder::new().name("xdhcp-reclaim".into()).spawn(move || {
                 let mut cursor4 = 0;
                 let mut cursor6 = 0;
@@ -187,7 +298,7 @@ impl Server {
             })?);
         }
         let config = Arc::new(parking_lot::Mutex::new(cfg.clone()));
-        if let Some(cs) = &d4.control_socket {
+        if let Some(cs) = &control_socket {
             let h = crate::control_socket::spawn(
                 cs.socket_name.clone(),
                 crate::control_socket::Context {
@@ -258,5 +369,30 @@ fn import_kea_csv(shared: &Shared, journal: &Journal, csv: &std::path::Path) -> 
     }
     journal.flush_blocking(Duration::from_secs(30))?;
     tracing::info!(leases = n, file = %csv.display(), "imported Kea memfile leases into a new journal");
+    Ok(())
+}
+
+fn import_kea_csv6(shared: &Shared, journal: &Journal, csv: &std::path::Path) -> anyhow::Result<()> {
+    let f = std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
+    let leases = crate::lease::csv::read_lease6_csv(std::io::BufReader::new(f))
+        .with_context(|| format!("importing Kea memfile {}", csv.display()))?;
+    let p = journal.producer();
+    let n = leases.len();
+    for l in leases {
+        shared.store.put6(l.clone());
+        let mut c = LeaseChange::Put6(l);
+        // Bounded wait: the journal thread drains the queue continuously.
+        loop {
+            match p.try_push(c) {
+                Ok(()) => break,
+                Err(back) => {
+                    c = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    journal.flush_blocking(Duration::from_secs(30))?;
+    tracing::info!(leases = n, file = %csv.display(), "imported Kea memfile lease6 records into a new journal");
     Ok(())
 }

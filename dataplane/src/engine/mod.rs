@@ -5,12 +5,15 @@
 //! the statistics; each has its own journal producer and parse scratch space, so the per-packet
 //! path allocates nothing.
 
+pub mod duid;
 pub mod ha_gate;
 pub mod lb_hash;
 pub mod options;
 pub mod runtime4;
+pub mod runtime6;
 pub mod stats;
 pub mod v4;
+pub mod v6;
 
 use crate::backend::{FrameHandler, Now, RxContext};
 use crate::lease::store::LeaseStore;
@@ -58,6 +61,7 @@ impl LeaseSink for VecSink {
 /// State shared by all workers.
 pub struct Shared {
     pub rt4: Option<runtime4::Runtime4>,
+    pub rt6: Option<runtime6::Runtime6>,
     pub store: Arc<LeaseStore>,
     pub gate: ha_gate::HaGate,
     pub stats: stats::Stats,
@@ -105,6 +109,7 @@ impl FrameHandler for Worker {
         }
         match f.l3 {
             L3::V4 { .. } if f.dst_port == crate::wire::dhcp4::SERVER_PORT => v4::handle(self, now, ctx, &f, rx, tx),
+            L3::V6 { .. } if f.dst_port == crate::wire::dhcp6::SERVER_PORT => v6::handle(self, now, ctx, &f, rx, tx),
             _ => self.drop_frame(DropReason::NotDhcpPort),
         }
     }

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 pub const MSG_TYPES: usize = 9;
+pub const MSG_TYPES6: usize = 14;
 
 #[derive(Default)]
 pub struct WorkerStats {
     pub received4: CachePadded<[AtomicU64; MSG_TYPES]>,
     pub sent4: CachePadded<[AtomicU64; MSG_TYPES]>,
     pub drops: CachePadded<[AtomicU64; DropReason::COUNT]>,
-    pub received6: [AtomicU64; 14],
-    pub sent6: [AtomicU64; 14],
+    pub received6: [AtomicU64; MSG_TYPES6],
+    pub sent6: [AtomicU64; MSG_TYPES6],
 }
 
 impl WorkerStats {
@@ -28,6 +29,15 @@ impl WorkerStats {
     pub fn sent4(&self, t: u8) {
         self.sent4[usize::from(t).min(MSG_TYPES - 1)].fetch_add(1, Relaxed);
     }
+    /// DHCPv6 message types index `received6`/`sent6` directly (1..=13; 0 = unknown).
+    pub fn received6(&self, t: u8) {
+        let i = if usize::from(t) < MSG_TYPES6 { usize::from(t) } else { 0 };
+        self.received6[i].fetch_add(1, Relaxed);
+    }
+    pub fn sent6(&self, t: u8) {
+        let i = if usize::from(t) < MSG_TYPES6 { usize::from(t) } else { 0 };
+        self.sent6[i].fetch_add(1, Relaxed);
+    }
 }
 
 /// All workers' counters.
@@ -35,6 +45,24 @@ impl WorkerStats {
 pub struct Stats {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
 }
+
+/// Kea's `pkt6-*` names by DHCPv6 message type.
+const V6_NAMES: [&str; MSG_TYPES6] = [
+    "unknown",
+    "solicit",
+    "advertise",
+    "request",
+    "confirm",
+    "renew",
+    "rebind",
+    "reply",
+    "release",
+    "decline",
+    "reconfigure",
+    "infrequest",
+    "relay-forw",
+    "relay-repl",
+];
 
 const V4_NAMES: [&str; MSG_TYPES] = ["unknown", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"];
 
@@ -71,6 +99,18 @@ impl Stats {
         }
         let sent: u64 = self.sum(&|w| w.sent4.iter().map(|c| c.load(Relaxed)).sum());
         out.push(("pkt4-sent".to_string(), sent));
+        let received6: u64 = self.sum(&|w| w.received6.iter().map(|c| c.load(Relaxed)).sum());
+        out.push(("pkt6-received".to_string(), received6));
+        for (t, name) in V6_NAMES.iter().enumerate() {
+            if matches!(t, 0 | 1 | 3 | 4 | 5 | 6 | 8 | 9 | 11) {
+                out.push((format!("pkt6-{name}-received"), self.sum(&|w| w.received6[t].load(Relaxed))));
+            }
+            if matches!(t, 2 | 7) {
+                out.push((format!("pkt6-{name}-sent"), self.sum(&|w| w.sent6[t].load(Relaxed))));
+            }
+        }
+        let sent6: u64 = self.sum(&|w| w.sent6.iter().map(|c| c.load(Relaxed)).sum());
+        out.push(("pkt6-sent".to_string(), sent6));
         let mut malformed = 0;
         let mut dropped = 0;
         for r in DropReason::ALL {

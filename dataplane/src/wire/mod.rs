@@ -3,6 +3,7 @@
 //! then hands out typed accessors (smoltcp's shape); nothing here allocates.
 
 pub mod dhcp4;
+pub mod dhcp6;
 pub mod frame;
 
 /// Why a received frame was dropped. Every variant has a counter.
