@@ -156,9 +156,9 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
         "config-get" => {
             let cfg = ctx.config.lock();
             match std::fs::read_to_string(&cfg.source) {
-                Ok(text) => match serde_json::from_str::<Value>(&xdhcp_config::strip_comments(&text)) {
-                    Ok(v) => reply(0, "", Some(v)),
-                    Err(_) => reply(0, "", Some(json!({"source": cfg.source}))),
+                Ok(text) => match xdhcp_config::parse_json(&text, &cfg.source) {
+                    Ok((v, _)) => reply(0, "", Some(v)),
+                    Err(e) => reply(1, e.to_string(), None),
                 },
                 Err(e) => reply(1, format!("cannot read {}: {e}", cfg.source.display()), None),
             }

@@ -89,9 +89,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            for w in &e.warnings {
+                eprintln!("warning: {w}");
+            }
             for d in &e.errors {
                 eprintln!("error: {d}");
             }
+            eprintln!("{}: configuration rejected ({} error(s))", file.display(), e.errors.len());
             ExitCode::from(1)
         }
     }
