@@ -48,6 +48,11 @@ srv_write_config() {
     if [[ "$XD_SERVER" == kea ]]; then
         hooks='"hooks-libraries": [ { "library": "'"$XD_KEA_HOOKS"'/libdhcp_lease_cmds.so" } ],'
     fi
+    # xdhcp's own settings live in user-context, which Kea ignores (XD_WORKERS: worker threads/queues).
+    local tuning=""
+    if [[ -n "${XD_WORKERS:-}" ]]; then
+        tuning='"user-context": { "xdhcp": { "workers": '"$XD_WORKERS"' } },'
+    fi
     cat >"$out" <<EOF
 // xdhcp namespace lab: written by scripts/lib/server.sh for XD_SERVER=$XD_SERVER.
 { "Dhcp4": {
@@ -55,6 +60,7 @@ srv_write_config() {
     "control-socket": { "socket-type": "unix", "socket-name": "$SRV_SOCKET" },
     "lease-database": { "type": "memfile", "persist": true, "name": "$SRV_LEASE_NAME", "lfc-interval": 0 },
     $hooks
+    $tuning
     "valid-lifetime": 7200,
     "renew-timer": 3600,
     "rebind-timer": 6000,
