@@ -325,3 +325,40 @@ fn client_ports_can_be_steered_instead() {
         Counter::PassOtherPort,
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+    /// Whatever the bytes (random mutations of DHCP frames, cut anywhere), the program passes
+    /// the frame (no socket in the map) and counts it exactly once.
+    #[test]
+    fn any_frame_is_passed_and_counted_once(
+        base in 0usize..3,
+        flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..8),
+        cut in 14usize..400,
+    ) {
+        thread_local! {
+            static PROG: XdpProgram = load(SteerPorts::SERVER);
+        }
+        let mut f = match base {
+            0 => dhcp4(None),
+            1 => dhcp4(Some(5)),
+            _ => dhcp6(&[(0, 8)]),
+        };
+        for (at, v) in flips {
+            if let Some(b) = f.get_mut(at) {
+                *b = v;
+            }
+        }
+        f.truncate(cut.max(14));
+        PROG.with(|prog| {
+            let before = prog.counters().unwrap();
+            let action = prog.test_run(&f).unwrap();
+            let delta = prog.counters().unwrap().since(&before);
+            proptest::prop_assert_eq!(action, XDP_PASS);
+            proptest::prop_assert_eq!(delta.0.iter().sum::<u64>(), 1, "{:?}", delta);
+            proptest::prop_assert_eq!(delta.get(Counter::SteeredV4) + delta.get(Counter::SteeredV6), 0);
+            Ok(())
+        })?;
+    }
+}
