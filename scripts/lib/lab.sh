@@ -13,7 +13,12 @@
 #   lab_spawn srv NAME cmd...                   # background process in a namespace, log in $LAB_DIR/NAME.log
 #   lab_exec cli SECONDS cmd...                 # foreground command in a namespace, bounded
 #   lab_stop NAME                               # SIGTERM, then SIGKILL after LAB_STOP_GRACE_S
-# Teardown is automatic (trap on EXIT/INT/TERM); lab_destroy may also be called directly.
+# Teardown is automatic (trap on EXIT/INT/TERM); lab_destroy may also be called directly. A run killed
+# with SIGKILL cannot clean up: the next lab_create removes namespaces and work dirs whose creating
+# script (the pid in their name) is gone.
+#
+# Environment: LAB_QUEUES (rx/tx queues per veth, 1), LAB_LIFETIME_S (hard limit on any lab process, 1800),
+# LAB_STOP_GRACE_S (SIGTERM to SIGKILL, 5), LAB_KEEP_DIR=1 (keep the work dir with logs, configs, pcaps).
 
 if [[ -n "${XD_LAB_SOURCED:-}" ]]; then return 0; fi
 XD_LAB_SOURCED=1
@@ -62,6 +67,11 @@ lab_reap_stale() {
         for p in $(timeout 10 ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
         timeout 10 ip netns del "$ns" 2>/dev/null || true
         rm -rf "/etc/netns/$ns"
+    done
+    local d
+    for d in /tmp/xd-lab-*.??????; do
+        [[ -d "$d" && "$d" =~ ^/tmp/xd-lab-([0-9]+)\.[A-Za-z0-9]{6}$ ]] || continue
+        [[ -d "/proc/${BASH_REMATCH[1]}" ]] || rm -rf "$d"
     done
 }
 
@@ -216,7 +226,9 @@ lab_destroy() {
     done
     if [[ -n "$LAB_DIR" && -d "$LAB_DIR" ]]; then
         if [[ "$LAB_KEEP_DIR" == 1 ]]; then
-            xd_log "lab: kept work dir $LAB_DIR"
+            # Renamed so that the next lab's stale-run sweep leaves it alone.
+            local kept="${LAB_DIR/xd-lab-/xd-lab-kept-}"
+            mv "$LAB_DIR" "$kept" && xd_log "lab: kept work dir $kept"
         else
             rm -rf "$LAB_DIR"
         fi
