@@ -16,6 +16,7 @@ CLIENT_ADDR=""    # CIDR as configured, e.g. 10.80.0.100/24
 CLIENT_IP=""      # address only
 CLIENT_MAC=""
 CLIENT_CLTT=""    # the server's cltt for the client's lease, after the last check
+export CLIENT_VALID="" CLIENT_PREV_CLTT=""  # valid-lft of the lease; cltt before the last renewal
 
 # The dhclient command line, sharing one config, lease file and pid file between start and release.
 client_cmd() { CLIENT_CMD=(dhclient -v -cf "$LAB_DIR/dhclient.conf" -lf "$LAB_DIR/dhclient.leases" -pf "$LAB_DIR/dhclient.pid"); }

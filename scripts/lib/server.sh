@@ -99,7 +99,9 @@ srv_start() {
             ;;
         xdhcp)
             [[ -x "$XD_BIN" ]] || xd_die "server binary $XD_BIN not found: build it with 'cargo build --release -p xdhcp-dataplane' (or set XD_BIN)"
-            lab_spawn srv "$name" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$XD_BIN" serve -c "$SRV_CONFIG"
+            # XD_BACKEND=socket|xdp overrides the config's backend (user-context.xdhcp.backend).
+            lab_spawn srv "$name" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$XD_BIN" serve -c "$SRV_CONFIG" \
+                ${XD_BACKEND:+--backend "$XD_BACKEND"}
             ;;
         *) xd_die "XD_SERVER must be xdhcp or kea (got '$XD_SERVER')" ;;
     esac
