@@ -1510,22 +1510,22 @@ impl WriterLoop {
             while let Ok(cmd) = rx.try_recv() {
                 match cmd {
                     Cmd::Flush(reply) => {
-                        let r = self.drain_all().and_then(|_| self.sync());
+                        let r = self.drain_queued().and_then(|_| self.sync());
                         let _ = reply.send(r.map(|_| self.next_seq - 1).map_err(|e| e.to_string()));
                     }
                     Cmd::Rotate(reply) => {
-                        let r = self.drain_all().and_then(|_| self.rotate());
+                        let r = self.rotate();
                         let _ = reply.send(r.map(|_| self.next_seq).map_err(|e| e.to_string()));
                     }
                     Cmd::Shutdown => shutdown = true,
                 }
             }
             if shutdown {
-                self.drain_all()?;
+                self.drain_queued()?;
                 self.sync()?;
                 return Ok(());
             }
-            let n = self.fill_batch();
+            let n = self.fill_batch(usize::MAX);
             if n > 0 {
                 self.write_batch()?;
                 continue;
@@ -1546,9 +1546,9 @@ impl WriterLoop {
 
     /// Move up to `batch_max_records` queued changes into the write buffer, assigning sequence
     /// numbers. Returns how many.
-    fn fill_batch(&mut self) -> usize {
+    fn fill_batch(&mut self, limit: usize) -> usize {
         self.refresh_producers();
-        let max = self.inner.cfg.batch_max_records.max(1);
+        let max = self.inner.cfg.batch_max_records.max(1).min(limit);
         let mut n = 0;
         let mut removed = false;
         // Round-robin: a busy worker cannot starve the others within a batch.
@@ -1591,11 +1591,20 @@ impl WriterLoop {
         n
     }
 
-    fn drain_all(&mut self) -> Result<(), JournalError> {
+    /// Write what is queued now (not what producers add meanwhile, or a busy journal would never
+    /// finish a flush). Everything pushed before the command was sent is included.
+    fn drain_queued(&mut self) -> Result<(), JournalError> {
+        self.refresh_producers();
+        let mut left: usize = self.local.iter().map(|p| p.queue.len()).sum();
         if !self.buf.is_empty() {
             self.write_batch()?;
         }
-        while self.fill_batch() > 0 {
+        while left > 0 {
+            let n = self.fill_batch(left);
+            if n == 0 {
+                break;
+            }
+            left -= n;
             self.write_batch()?;
         }
         Ok(())
