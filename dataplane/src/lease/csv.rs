@@ -397,6 +397,10 @@ fn hwaddr_from(row: &Row<'_>, col: &'static str, htype: u8) -> Result<HwAddr, Cs
     if b.len() > 16 {
         return Err(row.err(col, format!("{} bytes; xdhcp keeps at most 16", b.len())));
     }
+    if b.is_empty() {
+        // One representation of "no hardware address", whatever type Kea assumed.
+        return Ok(HwAddr::default());
+    }
     Ok(HwAddr::new(htype, &b))
 }
 
