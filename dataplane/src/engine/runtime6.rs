@@ -274,9 +274,9 @@ impl Runtime6 {
                 cfg: s.clone(),
             });
         }
-        for i in 0..subnets.len() {
+        for (i, sr) in subnets.iter_mut().enumerate() {
             let mut c = vec![i];
-            if let Some(n) = subnets[i].cfg.shared_network {
+            if let Some(n) = sr.cfg.shared_network {
                 c.extend(
                     cfg.shared_networks[n]
                         .subnets
@@ -285,7 +285,7 @@ impl Runtime6 {
                         .filter(|&j| j != i),
                 );
             }
-            subnets[i].candidates = c;
+            sr.candidates = c;
         }
         let mut by_relay = HashMap::new();
         let mut by_interface: HashMap<String, Vec<usize>> = HashMap::new();
@@ -423,6 +423,28 @@ pub fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
+/// The EUI-64 link-local address of a MAC (RFC 4291 appendix A), the kernel's default.
+pub fn eui64_link_local(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,26 +497,4 @@ mod tests {
         let n = p.pd_exclude(&mut out).unwrap();
         assert_eq!(&out[..n], &[64, 0x01]);
     }
-}
-
-/// The EUI-64 link-local address of a MAC (RFC 4291 appendix A), the kernel's default.
-pub fn eui64_link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac[0] ^ 2,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ])
 }

@@ -995,8 +995,18 @@ fn release_or_decline(
                 if !c.sink.has_room() {
                     return Err(DropReason::JournalFull);
                 }
+                let key = c.key(si, ia.iaid, ty);
+                // Only a live binding can be released or declined (a released lease is kept
+                // for affinity but is no binding any more).
+                let bound = c
+                    .store
+                    .get_by_addr6(a, ty)
+                    .is_some_and(|l| key.matches6(&l) && l.state == LeaseState::Assigned);
+                if !bound {
+                    continue;
+                }
                 let now = c.now;
-                let updated = c.store.update6(&c.key(si, ia.iaid, ty), a, ty, &mut |l| {
+                let updated = c.store.update6(&key, a, ty, &mut |l| {
                     l.cltt = now;
                     if decline {
                         l.state = LeaseState::Declined;
