@@ -17,7 +17,7 @@ declare -A XD_PKG_OF=(
     [ip]=iproute2 [tc]=iproute2 [ethtool]=ethtool [tcpdump]=tcpdump [jq]=jq [socat]=socat
     [perfdhcp]=kea-admin [kea-dhcp4]=kea-dhcp4-server [kea-dhcp6]=kea-dhcp6-server
     [dhclient]=isc-dhcp-client [python3]=python3 [timeout]=coreutils [pgrep]=procps [pkill]=procps
-    [clang]=clang [cargo]="rustup (run ./scripts/setup)" [curl]=curl [setsid]=util-linux
+    [clang]=clang [cc]=build-essential [cargo]="rustup (run ./scripts/setup)" [curl]=curl [setsid]=util-linux
 )
 
 # xd_need TOOL...: fail unless every tool is on PATH, naming the package that provides it.

@@ -17,6 +17,17 @@ XD_PERFDHCP_SOURCED=1
 # shellcheck source=scripts/lib/lab.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 
+# perfdhcp's receive buffer in bytes (tests-lab/lib/rcvbuf-shim.c says why); 0 leaves perfdhcp as it is.
+PERFDHCP_RCVBUF="${XD_PERFDHCP_RCVBUF:-16777216}"
+
+# perfdhcp_shim: build the LD_PRELOAD shim that enlarges perfdhcp's socket receive buffer.
+perfdhcp_shim() {
+    [[ -f "$LAB_DIR/rcvbuf-shim.so" ]] && return 0
+    xd_need cc
+    timeout 60 cc -O2 -shared -fPIC -o "$LAB_DIR/rcvbuf-shim.so" "$XD_ROOT/tests-lab/lib/rcvbuf-shim.c" -ldl ||
+        xd_die "could not build tests-lab/lib/rcvbuf-shim.c (apt-get install build-essential)"
+}
+
 # perfdhcp_run REPORT PERIOD_S args...: run perfdhcp for PERIOD_S seconds from the relay link (xd-c0) to
 # the server's relay-link address; its full report is written to REPORT and shown. Returns perfdhcp's
 # exit status (3 means "some exchanges failed", which the judge below explains in detail).
@@ -24,12 +35,29 @@ perfdhcp_run() {
     local report="$1" period="$2"
     shift 2
     xd_need perfdhcp
-    local rc=0
-    xd_log "perfdhcp: perfdhcp -4 -l xd-c0 -p $period -W 2000000 $* ${LAB_SRV_RELAY_IP:-10.64.0.1}"
-    lab_exec cli $((period + 60)) perfdhcp -4 -l xd-c0 -p "$period" -W 2000000 "$@" "${LAB_SRV_RELAY_IP:-10.64.0.1}" \
-        >"$report" 2>&1 || rc=$?
+    local rc=0 e0 e1 pre=()
+    if [[ "$PERFDHCP_RCVBUF" != 0 ]]; then
+        perfdhcp_shim
+        pre=(env LD_PRELOAD="$LAB_DIR/rcvbuf-shim.so" XD_RCVBUF_BYTES="$PERFDHCP_RCVBUF")
+    fi
+    e0="$(udp_rcvbuf_errors cli)"
+    xd_log "perfdhcp: perfdhcp -4 -l xd-c0 -p $period -W 2000000 $* ${LAB_SRV_RELAY_IP:-10.64.0.1} (receive buffer ${PERFDHCP_RCVBUF} bytes)"
+    lab_exec cli $((period + 60)) "${pre[@]}" perfdhcp -4 -l xd-c0 -p "$period" -W 2000000 "$@" \
+        "${LAB_SRV_RELAY_IP:-10.64.0.1}" >"$report" 2>&1 || rc=$?
+    e1="$(udp_rcvbuf_errors cli)"
     cat "$report"
+    # Replies lost in perfdhcp's own socket (its receive buffer overflowed because it did not read in
+    # time) are drops of the load generator, not of the server: say so next to the report.
+    echo "client-udp-rcvbuf-errors: $((e1 - e0))" >"$report.diag"
+    if ((e1 > e0)); then
+        xd_log "perfdhcp: its own UDP socket overflowed $((e1 - e0)) times in the client namespace (UdpRcvbufErrors): replies the server sent were lost inside perfdhcp, which did not keep up"
+    fi
     return "$rc"
+}
+
+# udp_rcvbuf_errors ROLE: the namespace's UDP RcvbufErrors counter (datagrams dropped on a full socket).
+udp_rcvbuf_errors() {
+    lab_exec "$1" 5 cat /proc/net/snmp | awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ {print $6; exit}'
 }
 
 # perfdhcp_judge REPORT RATE PERIOD_S [RENEW_RATE RELEASE_RATE]: fail with the reason unless the report
