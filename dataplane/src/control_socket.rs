@@ -23,8 +23,17 @@ use xdhcp_config::model::Config;
 /// Version of the control ⇄ dataplane IPC on top of Kea's command format.
 pub const IPC_VERSION: u64 = 1;
 
+/// DHCPv6 lease commands (`lease6-*`).
+mod lease6;
+
+/// Reloads the configuration (from the given file, or the current one).
+pub type ReloadFn = Box<dyn Fn(Option<&std::path::Path>) -> Result<String, String> + Send>;
+
 pub struct Context {
+    /// The state commands act on; refreshed from `current` before every command.
     pub shared: Arc<Shared>,
+    pub current: Option<Arc<arc_swap::ArcSwap<Shared>>>,
+    pub reload: Option<ReloadFn>,
     pub journal: Option<Arc<Journal>>,
     /// Lease changes made by commands are journaled like the workers' own.
     pub sink: parking_lot::Mutex<Box<dyn LeaseSink>>,
@@ -43,6 +52,7 @@ fn reply(result: u8, text: impl Into<String>, args: Option<Value>) -> Value {
 const COMMANDS: &[&str] = &[
     "build-report",
     "config-get",
+    "config-reload",
     "config-test",
     "dhcp-disable",
     "dhcp-enable",
@@ -52,6 +62,13 @@ const COMMANDS: &[&str] = &[
     "lease4-get-all",
     "lease4-get-page",
     "lease4-update",
+    "lease6-add",
+    "lease6-bulk-apply",
+    "lease6-del",
+    "lease6-get",
+    "lease6-get-all",
+    "lease6-get-page",
+    "lease6-update",
     "list-commands",
     "shutdown",
     "statistic-get-all",
@@ -63,7 +80,7 @@ const COMMANDS: &[&str] = &[
     "xdhcp-hello",
 ];
 
-pub fn spawn(path: PathBuf, ctx: Context) -> anyhow::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(path: PathBuf, mut ctx: Context) -> anyhow::Result<std::thread::JoinHandle<()>> {
     if path.exists() {
         // A stale socket from a crashed run; a live server would hold it, so check first.
         if UnixStream::connect(&path).is_ok() {
@@ -81,6 +98,9 @@ pub fn spawn(path: PathBuf, ctx: Context) -> anyhow::Result<std::thread::JoinHan
         while !ctx.stop.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((stream, _)) => {
+                    if let Some(c) = &ctx.current {
+                        ctx.shared = c.load_full();
+                    }
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                     let _ = serve_one(stream, &ctx, started);
@@ -150,6 +170,7 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
                 "dhcp-enabled": ctx.shared.enabled.load(Ordering::Relaxed),
                 "sockets": {"status": "ready"},
                 "leases4": store.count4(),
+                "leases6": store.count6(),
                 "journal-durable-seq": ctx.journal.as_ref().map(|j| j.durable_seq()),
             })),
         ),
@@ -163,6 +184,13 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
                 Err(e) => reply(1, format!("cannot read {}: {e}", cfg.source.display()), None),
             }
         }
+        "config-reload" => match &ctx.reload {
+            Some(f) => match f(None) {
+                Ok(text) => reply(0, text, None),
+                Err(e) => reply(1, format!("configuration reload failed, the previous configuration keeps serving: {e}"), None),
+            },
+            None => reply(2, "config-reload is not available in this process", None),
+        },
         "config-test" => {
             let text = args.to_string();
             let src = std::path::Path::new("<config-test>");
@@ -178,6 +206,7 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
                 m.insert(name, json!([[v, t]]));
             }
             m.insert("leases4-total".into(), json!([[store.count4(), t]]));
+            m.insert("leases6-total".into(), json!([[store.count6(), t]]));
             reply(0, "", Some(Value::Object(m)))
         }
         "dhcp-disable" => {
@@ -301,6 +330,7 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
                 None => reply(3, "IPv4 lease not found.", None),
             }
         }
+        c if lease6::COMMANDS.contains(&c) => lease6::handle(ctx, c, &args),
         other => reply(2, format!("'{other}' command not supported."), None),
     }
 }

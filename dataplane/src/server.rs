@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use crate::lease::alloc::Split;
+use arc_swap::ArcSwap;
 use xdhcp_config::model::{Backend, Config, HaMode, HaRelationship, HaRole};
 
 impl LeaseSink for JournalProducer {
@@ -91,7 +92,16 @@ pub fn build_shared_with_duid(
         }
         _ => HaGate::standalone(),
     };
-    Ok(Shared { rt4, rt6, store, gate, stats: Default::default(), enabled: AtomicBool::new(true), interfaces })
+    Ok(Shared {
+        rt4,
+        rt6,
+        store,
+        gate,
+        stats: Default::default(),
+        enabled: AtomicBool::new(true),
+        interfaces,
+        retired: AtomicBool::new(false),
+    })
 }
 
 /// The first IPv6 link-local address of an interface (the source of DHCPv6 replies to direct
@@ -158,7 +168,9 @@ enum RunningBackend {
 }
 
 pub struct Server {
+    /// The state at start; see [`Server::current`] after reloads.
     pub shared: Arc<Shared>,
+    current: Arc<ArcSwap<Shared>>,
     pub config: Arc<parking_lot::Mutex<Config>>,
     journal: Option<Arc<Journal>>,
     backend: Option<RunningBackend>,
@@ -215,7 +227,10 @@ impl Server {
             }
             None => None,
         };
-        let shared = Arc::new(build_shared_with_duid(&cfg, workers, ifaces, server_duid)?);
+        let shared = Arc::new(build_shared_with_duid(&cfg, workers, ifaces.clone(), server_duid.clone())?);
+        // Workers, the reclaimer and the control socket follow `current`, where a configuration
+        // reload publishes the new state.
+        let current = Arc::new(ArcSwap::new(shared.clone()));
 
         // Durable state first: replay the journal (or import Kea's CSV once) before serving.
         let journal = match JournalConfig::from_lease_database(&lease_db, tuning.journal_queue) {
@@ -249,7 +264,8 @@ impl Server {
                 None => Box::new(NullSink),
             }
         };
-        let make_handler = |i: usize| -> Box<dyn FrameHandler> { Box::new(Worker::new(shared.clone(), i, sink_for(&journal))) };
+        let make_handler =
+            |i: usize| -> Box<dyn FrameHandler> { Box::new(Worker::following(current.clone(), i, sink_for(&journal))) };
         let backend = match backend_kind {
             Backend::Socket => {
                 let cfgb = crate::backend::socket::SocketBackendConfig { interfaces: names.clone(), workers, v6: cfg.dhcp6.is_some() };
@@ -271,7 +287,7 @@ impl Server {
         let mut threads = Vec::new();
         // Reclamation: Kea's expired-leases-processing, plus prompt release of expired offers.
         {
-            let shared = shared.clone();
+            let current = current.clone();
             let sink = sink_for(&journal);
             let stop = stop.clone();
             threads.push(std::thread::Builder::new().name("xdhcp-reclaim".into()).spawn(move || {
@@ -292,6 +308,7 @@ impl Server {
                         // harmless (replay yields an expired lease, reclaimed again later).
                         let _ = sink.push(c);
                     };
+                    let shared = current.load();
                     shared.store.reclaim4(now, max, &mut cursor4, &mut push);
                     shared.store.reclaim6(now, max, &mut cursor6, &mut push);
                 }
@@ -303,6 +320,11 @@ impl Server {
                 cs.socket_name.clone(),
                 crate::control_socket::Context {
                     shared: shared.clone(),
+                    current: Some(current.clone()),
+                    reload: Some(Box::new({
+                        let (current, config) = (current.clone(), config.clone());
+                        move |path: Option<&std::path::Path>| reload(&current, &config, path, workers, &ifaces, server_duid.clone())
+                    })),
                     journal: journal.clone(),
                     sink: parking_lot::Mutex::new(sink_for(&journal)),
                     config: config.clone(),
@@ -313,7 +335,12 @@ impl Server {
         } else {
             tracing::warn!("no control-socket configured: lease and statistics commands are unavailable");
         }
-        Ok(Server { shared, config, journal, backend: Some(backend), stop, threads })
+        Ok(Server { shared, current, config, journal, backend: Some(backend), stop, threads })
+    }
+
+    /// The state workers currently use (changes on configuration reload).
+    pub fn current(&self) -> Arc<Shared> {
+        self.current.load_full()
     }
 
     /// The flag that stops the server (set by signals and by the `shutdown` command).
@@ -395,4 +422,68 @@ fn import_kea_csv6(shared: &Shared, journal: &Journal, csv: &std::path::Path) ->
     journal.flush_blocking(Duration::from_secs(30))?;
     tracing::info!(leases = n, file = %csv.display(), "imported Kea memfile lease6 records into a new journal");
     Ok(())
+}
+
+/// `config-reload`: validate the file (the current one, or `path`), build the new state, copy
+/// the leases across and publish it. A configuration with errors is refused and the running
+/// one keeps serving. Interfaces and the backend are fixed at start: changing them needs a
+/// restart, and a reload that changes them is refused rather than half-applied.
+pub fn reload(
+    current: &ArcSwap<Shared>,
+    config: &parking_lot::Mutex<Config>,
+    path: Option<&std::path::Path>,
+    workers: usize,
+    ifaces: &[(u32, String)],
+    server_duid: Option<Vec<u8>>,
+) -> Result<String, String> {
+    let mut cfg_guard = config.lock();
+    let path = path.map(std::path::Path::to_path_buf).unwrap_or_else(|| cfg_guard.source.clone());
+    let loaded = xdhcp_config::load_file(&path).map_err(|e| e.to_string())?;
+    let new_cfg = loaded.config;
+    let names = |c: &Config| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .dhcp4
+            .iter()
+            .flat_map(|d| d.interfaces.iter())
+            .chain(c.dhcp6.iter().flat_map(|d| d.interfaces.iter()))
+            .map(|i| i.name.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if names(&new_cfg) != names(&cfg_guard) {
+        return Err(format!(
+            "{}: interfaces-config.interfaces changed ({:?} → {:?}): restart xdhcp to change interfaces; the running configuration is kept",
+            path.display(),
+            names(&cfg_guard),
+            names(&new_cfg)
+        ));
+    }
+    let new = build_shared_with_duid(&new_cfg, workers, ifaces.to_vec(), server_duid).map_err(|e| format!("{e:#}"))?;
+    let old = current.load_full();
+    new.stats.adopt(&old.stats);
+    new.gate.adopt(&old.gate);
+    new.enabled.store(old.enabled.load(Ordering::Relaxed), Ordering::Relaxed);
+    // Quiesce: workers see `retired` on their next frame and drop it (counted) until they pick
+    // up the new state; a frame already in flight finishes within microseconds.
+    old.retired.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(20));
+    let mut copied = 0usize;
+    let mut outside = 0usize;
+    old.store.for_each4(&mut |l| {
+        copied += 1;
+        if new.store.pool_of(u128::from(u32::from(l.addr)), None).is_none() {
+            outside += 1;
+        }
+        new.store.put4(l.clone());
+    });
+    old.store.for_each6(&mut |l| {
+        copied += 1;
+        new.store.put6(l.clone());
+    });
+    current.store(Arc::new(new));
+    *cfg_guard = new_cfg;
+    tracing::info!(leases = copied, outside_new_pools = outside, file = %path.display(), "configuration reloaded");
+    Ok(format!("Configuration successfully reloaded from {} ({copied} leases kept, {outside} outside the new pools).", path.display()))
 }

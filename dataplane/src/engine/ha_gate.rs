@@ -132,6 +132,16 @@ impl HaGate {
         serve
     }
 
+    /// Carry the serving state of same-named relationships over from `old` (configuration reload).
+    pub fn adopt(&self, old: &HaGate) {
+        for r in &self.relationships {
+            if let Some(o) = old.relationships.iter().find(|o| o.name == r.name && o.peers == r.peers) {
+                r.enabled.store(o.enabled.load(Relaxed), Relaxed);
+                r.scopes.store(o.scopes.load(Relaxed), Relaxed);
+            }
+        }
+    }
+
     /// Apply `xdhcp-ha-serving` for one relationship.
     pub fn set(&self, rel_name: &str, enabled: bool, scopes: &[String]) -> Result<(), String> {
         let r = self

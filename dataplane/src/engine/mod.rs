@@ -69,6 +69,9 @@ pub struct Shared {
     pub enabled: AtomicBool,
     /// Interfaces served: (ifindex, name), for subnet selection by interface.
     pub interfaces: Vec<(u32, String)>,
+    /// Set on the old state while a configuration reload copies its leases; workers drop
+    /// (and count) packets until they pick up the new state.
+    pub retired: AtomicBool,
 }
 
 impl Shared {
@@ -80,6 +83,8 @@ impl Shared {
 /// One worker: per-thread scratch and journal producer around the shared state.
 pub struct Worker {
     pub shared: Arc<Shared>,
+    /// Where a reloaded configuration appears; checked once per frame (an uncontended atomic load).
+    pub source: Option<Arc<arc_swap::ArcSwap<Shared>>>,
     pub index: usize,
     pub sink: Box<dyn LeaseSink>,
     pub scratch4: Box<Dhcp4Scratch>,
@@ -89,7 +94,14 @@ pub struct Worker {
 impl Worker {
     pub fn new(shared: Arc<Shared>, index: usize, sink: Box<dyn LeaseSink>) -> Worker {
         let stats = shared.stats.worker(index);
-        Worker { shared, index, sink, scratch4: Box::default(), stats }
+        Worker { shared, source: None, index, sink, scratch4: Box::default(), stats }
+    }
+
+    /// A worker that follows configuration reloads published in `source`.
+    pub fn following(source: Arc<arc_swap::ArcSwap<Shared>>, index: usize, sink: Box<dyn LeaseSink>) -> Worker {
+        let mut w = Worker::new(source.load_full(), index, sink);
+        w.source = Some(source);
+        w
     }
 
     fn drop_frame(&self, r: DropReason) -> Option<usize> {
@@ -100,6 +112,15 @@ impl Worker {
 
 impl FrameHandler for Worker {
     fn handle_frame(&mut self, now: Now, ctx: &RxContext, rx: &[u8], tx: &mut [u8]) -> Option<usize> {
+        if let Some(src) = &self.source {
+            let cur = src.load();
+            if !Arc::ptr_eq(&cur, &self.shared) {
+                self.shared = arc_swap::Guard::into_inner(cur);
+            }
+        }
+        if self.shared.retired.load(Ordering::Relaxed) {
+            return self.drop_frame(DropReason::Disabled);
+        }
         let f = match parse_udp_frame(rx) {
             Ok(f) => f,
             Err(r) => return self.drop_frame(r),

@@ -76,6 +76,11 @@ impl Stats {
         w[i].clone()
     }
 
+    /// Take over another registry's counters (configuration reload keeps statistics).
+    pub fn adopt(&self, other: &Stats) {
+        *self.workers.lock() = other.workers.lock().clone();
+    }
+
     fn sum(&self, f: &dyn Fn(&WorkerStats) -> u64) -> u64 {
         self.workers.lock().iter().map(|w| f(w)).sum()
     }
