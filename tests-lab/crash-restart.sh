@@ -56,7 +56,7 @@ srv_start
 srv_leases "$LAB_DIR/after.txt"
 xd_log "crash-restart: after restart the server lists $(wc -l <"$LAB_DIR/after.txt") leases"
 
-PYTHONPATH="$XD_ROOT/tests-lab/lib" python3 "$XD_ROOT/tests-lab/lib/crash_judge.py" "$LAB_DIR/replies.pcap" \
+PYTHONPATH="$XD_ROOT/tests-lab/lib" timeout 300 python3 "$XD_ROOT/tests-lab/lib/crash_judge.py" "$LAB_DIR/replies.pcap" \
     "$kill_ts" "$LAB_DIR/before.txt" "$LAB_DIR/after.txt" "$WINDOW" $((RATE * KILL_AFTER / 2)) ||
     xd_die "crash-restart: leases lost or duplicated across kill -9 (see the judge's lines above)"
 

@@ -33,7 +33,7 @@ answers() { srv_stats | jq '[.arguments | to_entries[] | select(.key == "pkt4-of
 srv_stats >"$LAB_DIR/stats-before.json"
 failed=()
 printf '%-32s %8s %8s %8s\n' case sent dropped answered >&2
-for c in $(python3 "$PY" - list); do
+for c in $(timeout 30 python3 "$PY" - list); do
     d0="$(drops)"
     a0="$(answers)"
     lab_exec cli 20 python3 "$PY" xd-c1 send "$LAB_DIR/sent-$c.json" "$c" 2>>"$LAB_DIR/send.log"

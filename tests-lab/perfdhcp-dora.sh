@@ -24,7 +24,7 @@ lab_standard_topology
 check_leases() {
     local report="$1" with_release="$2"
     srv_leases "$LAB_DIR/leases.txt"
-    python3 - "$report" "$LAB_DIR/leases.txt" "$with_release" <<'PY'
+    timeout 300 python3 - "$report" "$LAB_DIR/leases.txt" "$with_release" <<'PY'
 import re, sys
 report, leases, with_release = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3] == "1"
 def stat(section, key):

@@ -52,7 +52,7 @@ EOF
     [[ -n "$CLIENT_ADDR" ]] || xd_die "dhclient got no address within 15 s"
     CLIENT_IP="${CLIENT_ADDR%/*}"
     [[ "$CLIENT_ADDR" == */24 ]] || xd_die "configured $CLIENT_ADDR: expected a /24 (subnet-mask option)"
-    python3 - "$CLIENT_IP" "$LAB_POOL2_FIRST" "$LAB_POOL2_LAST" <<'PY' || xd_die "configured $CLIENT_IP, outside the pool $LAB_POOL2_FIRST - $LAB_POOL2_LAST"
+    timeout 30 python3 - "$CLIENT_IP" "$LAB_POOL2_FIRST" "$LAB_POOL2_LAST" <<'PY' || xd_die "configured $CLIENT_IP, outside the pool $LAB_POOL2_FIRST - $LAB_POOL2_LAST"
 import ipaddress, sys
 a, lo, hi = (ipaddress.ip_address(x) for x in sys.argv[1:])
 sys.exit(not lo <= a <= hi)

@@ -63,7 +63,7 @@ udp_rcvbuf_errors() {
 # perfdhcp_judge REPORT RATE PERIOD_S [RENEW_RATE RELEASE_RATE]: fail with the reason unless the report
 # shows zero drops and the requested rates were really offered (at least 97% of rate × period).
 perfdhcp_judge() {
-    python3 - "$@" <<'PY'
+    timeout 120 python3 - "$@" <<'PY'
 import re, sys
 path, rate, period = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 renew = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0

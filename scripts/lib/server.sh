@@ -162,7 +162,7 @@ srv_export_offline() {
 # csv_current_leases IN.csv OUT: Kea memfile CSV (an append log where the last row for an address wins
 # and a row with valid_lifetime 0 deletes it) → sorted "address hwaddr subnet-id" lines.
 csv_current_leases() {
-    python3 - "$1" >"$2" <<'PY'
+    timeout 300 python3 - "$1" >"$2" <<'PY'
 import csv, sys
 cur = {}
 with open(sys.argv[1], newline="") as f:
