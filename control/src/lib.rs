@@ -7,10 +7,9 @@
 //! shells (`server`, `peer`, `dataplane`) do the I/O; `sim` runs the real state machines under a
 //! seeded deterministic simulator.
 
+pub mod cli;
+pub mod dataplane;
 pub mod ha;
+pub mod peer;
+pub mod server;
 pub mod sim;
-pub mod cli {
-    pub fn main() -> i32 {
-        0
-    }
-}

@@ -297,6 +297,19 @@ impl Sim {
             self.note("heal".into());
             return;
         }
+        if self.now_ms == self.faults_end_ms + 5_000 {
+            // A heartbeat answered before the heal may still carry the old skew and terminate a
+            // server right after it: the operator checks again a few seconds later.
+            for i in 0..2 {
+                if self.nodes[i]
+                    .m
+                    .as_ref()
+                    .is_some_and(|m| m.state() == State::Terminated)
+                {
+                    self.restart(i);
+                }
+            }
+        }
         if self.now_ms > self.faults_end_ms {
             return;
         }

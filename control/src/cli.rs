@@ -1,0 +1,119 @@
+//! Command line of `xdhcp-control`: reads the same Kea-style config file as the dataplane and runs
+//! the control process for its `high-availability` relationships.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::dataplane::UnixDataplane;
+use crate::ha::commands::Family;
+use crate::server::{run_process, Options};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xdhcp-control",
+    about = "xdhcp control process: Kea 2.2-compatible HA, replication, control API"
+)]
+struct Args {
+    /// The configuration file (Kea JSON with the HA hook parameters).
+    #[arg(short = 'c', long = "config")]
+    config: PathBuf,
+    /// UNIX socket for the admin API (default: the dataplane socket name + "-control").
+    #[arg(short = 's', long = "socket")]
+    socket: Option<PathBuf>,
+    /// Dataplane control socket (default: the config's control-socket.socket-name).
+    #[arg(long = "dataplane-socket")]
+    dataplane_socket: Option<PathBuf>,
+}
+
+pub fn main() -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("xdhcp-control: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let loaded = xdhcp_config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = loaded.config;
+    let (family, ha, sock, db, max_valid) = if let Some(d4) = &cfg.dhcp4 {
+        let max_valid = d4
+            .subnets
+            .iter()
+            .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
+            .max()
+            .unwrap_or(d4.lifetimes.valid);
+        (
+            Family::V4,
+            d4.high_availability.clone(),
+            d4.control_socket.clone(),
+            d4.lease_database.clone(),
+            max_valid,
+        )
+    } else if let Some(d6) = &cfg.dhcp6 {
+        let max_valid = d6
+            .subnets
+            .iter()
+            .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
+            .max()
+            .unwrap_or(d6.lifetimes.valid);
+        (
+            Family::V6,
+            d6.high_availability.clone(),
+            d6.control_socket.clone(),
+            d6.lease_database.clone(),
+            max_valid,
+        )
+    } else {
+        anyhow::bail!("{}: neither Dhcp4 nor Dhcp6", args.config.display());
+    };
+    if ha.is_empty() {
+        anyhow::bail!(
+            "{}: no high-availability relationship configured (libdhcp_ha.so parameters)",
+            args.config.display()
+        );
+    }
+    let dp_sock = match (args.dataplane_socket, sock) {
+        (Some(p), _) => p,
+        (None, Some(s)) => s.socket_name,
+        (None, None) => anyhow::bail!(
+            "{}: control-socket.socket-name is needed to reach the dataplane",
+            args.config.display()
+        ),
+    };
+    let admin = args.socket.unwrap_or_else(|| {
+        let mut s = dp_sock.clone().into_os_string();
+        s.push("-control");
+        PathBuf::from(s)
+    });
+    let journal_dir = match (&db.path, db.persist) {
+        (Some(p), true) => {
+            let mut s = p.clone().into_os_string();
+            s.push(".journal");
+            Some(PathBuf::from(s))
+        }
+        _ => None,
+    };
+    let opts = Options {
+        config: args.config.clone(),
+        admin_socket: Some(admin),
+        dataplane_socket: dp_sock.clone(),
+        journal_dir,
+        family,
+        relationships: ha,
+        // The longest lease the partner could have granted unseen (DESIGN.md safety period).
+        partner_free_delay_ms: u64::from(max_valid) * 1000,
+    };
+    run_process(opts, Arc::new(UnixDataplane::new(dp_sock)))
+}

@@ -1,0 +1,73 @@
+//! HTTP client to an HA peer: `POST /` with the command's JSON, basic auth when the peer's config
+//! has credentials, Kea's timeouts (10 s, `sync-timeout` for lease pages). Uses `ureq` (a small,
+//! well-kept blocking client): every peer request runs on its own short-lived thread, so blocking
+//! I/O keeps the code plain and nothing here needs an async runtime.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use xdhcp_config::model::HaPeer;
+
+use crate::ha::commands::{parse_answer, Answer};
+
+/// Kea's `TIMEOUT_DEFAULT_HTTP_CLIENT_REQUEST`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_MAX_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    pub name: String,
+    pub url: String,
+    auth: Option<String>,
+}
+
+impl PeerClient {
+    pub fn new(p: &HaPeer) -> PeerClient {
+        let auth = match (&p.basic_auth_user, &p.basic_auth_password) {
+            (Some(u), pw) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{u}:{}", pw.as_deref().unwrap_or("")))
+            )),
+            _ => None,
+        };
+        PeerClient {
+            name: p.name.clone(),
+            url: p.url.clone(),
+            auth,
+        }
+    }
+
+    /// Sends one command; Err is a communication failure (no usable answer).
+    pub fn post(&self, body: &Value, timeout: Duration) -> Result<Answer, String> {
+        let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+        let mut req = agent
+            .post(&self.url)
+            .set("Content-Type", "application/json");
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        let resp = match req.send_string(&body.to_string()) {
+            Ok(r) => r,
+            // Kea ignores the HTTP status and reads the body; do the same.
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(format!("{}: {e}", self.name)),
+        };
+        let mut buf = Vec::new();
+        use std::io::Read;
+        resp.into_reader()
+            .take(RESPONSE_MAX_BYTES)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("{}: reading the answer: {e}", self.name))?;
+        parse_answer(&buf).map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
+/// The expected `Authorization` header value for credentials, for the server side.
+pub fn basic_auth_value(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}

@@ -1,0 +1,1253 @@
+//! The control process shell: one core thread owns every relationship's [`HaMachine`] and drives
+//! it with the real clock; short-lived threads do the peer HTTP requests and report back on a
+//! bounded channel; an HTTP listener (tiny_http) on this server's peer URL serves the peers' and
+//! the operator's commands and `GET /metrics`; a UNIX socket serves the same admin API; a
+//! replicator thread per peer tails the lease journal and ships changes as Kea's `lease4-update` /
+//! `lease4-del`, remembering the last acknowledged sequence number in a small state file.
+//!
+//! Commands that are not HA's (lease*, statistic-get-all, config-*, user dhcp-disable/enable,
+//! version-get, shutdown) are forwarded to the dataplane's control socket unchanged.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family as MetricFamily;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use xdhcp_config::model::{HaRelationship, HaRole};
+use xdhcp_dataplane::lease::LeaseChange;
+
+use crate::dataplane::{self as dpc, Dataplane, Serving};
+use crate::ha::commands::{self as wire, answer_list, answer_map, Family};
+use crate::ha::state::{
+    mode_name, role_name, v4_secs_unacked, Action, Answer as HaAnswer, HaMachine, HaParams, Now,
+    Outcome,
+};
+use crate::peer::{basic_auth_value, PeerClient, REQUEST_TIMEOUT};
+
+/// Bound on messages waiting for the core thread; senders block briefly when it is full (peer
+/// requests are few per second, so this only bites when the core is stuck).
+const CORE_QUEUE: usize = 1024;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelLabels {
+    relationship: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    relationship: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+/// Prometheus metrics of the control process.
+pub struct Metrics {
+    registry: Registry,
+    state: MetricFamily<StateLabels, Gauge>,
+    transitions: MetricFamily<RelLabels, Counter>,
+    heartbeats_ok: MetricFamily<RelLabels, Counter>,
+    heartbeats_failed: MetricFamily<RelLabels, Counter>,
+    in_touch: MetricFamily<RelLabels, Gauge>,
+    unacked: MetricFamily<RelLabels, Gauge>,
+    shipped: MetricFamily<PeerLabels, Counter>,
+    ship_failures: MetricFamily<PeerLabels, Counter>,
+    acked_seq: MetricFamily<PeerLabels, Gauge>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("xdhcp_control");
+        let m = Metrics {
+            state: Default::default(),
+            transitions: Default::default(),
+            heartbeats_ok: Default::default(),
+            heartbeats_failed: Default::default(),
+            in_touch: Default::default(),
+            unacked: Default::default(),
+            shipped: Default::default(),
+            ship_failures: Default::default(),
+            acked_seq: Default::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "ha_state",
+            "1 for the current HA state of the relationship",
+            m.state.clone(),
+        );
+        registry.register(
+            "ha_transitions",
+            "HA state transitions",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "ha_heartbeats_ok",
+            "successful heartbeats to the partner",
+            m.heartbeats_ok.clone(),
+        );
+        registry.register(
+            "ha_heartbeats_failed",
+            "failed heartbeats to the partner",
+            m.heartbeats_failed.clone(),
+        );
+        registry.register(
+            "ha_partner_in_touch",
+            "1 when the partner answers heartbeats",
+            m.in_touch.clone(),
+        );
+        registry.register(
+            "ha_unacked_clients",
+            "clients the partner did not answer",
+            m.unacked.clone(),
+        );
+        registry.register(
+            "replication_shipped",
+            "lease changes acknowledged by the peer",
+            m.shipped.clone(),
+        );
+        registry.register(
+            "replication_failures",
+            "lease change deliveries that failed",
+            m.ship_failures.clone(),
+        );
+        registry.register(
+            "replication_acked_seq",
+            "last journal sequence acknowledged by the peer",
+            m.acked_seq.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+/// How the replicator treats one peer now (from the state machine's policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShipPolicy {
+    Send,
+    /// Hold back (communication-recovery): keep the cursor, send later.
+    Queue,
+    /// Do not send, count as unsent (partner-down): the partner resyncs.
+    Skip,
+}
+
+/// State shared between the core, the HTTP threads and the replicators.
+pub struct Shared {
+    pub metrics: Metrics,
+    policies: Mutex<HashMap<String, ShipPolicy>>,
+    /// Changes recently applied from peers (fingerprints), so the replicator does not echo them
+    /// back. Bounded FIFO.
+    echo: Mutex<VecDeque<String>>,
+    pub stop: AtomicBool,
+    unsent: AtomicU64,
+}
+
+const ECHO_MAX: usize = 65_536;
+
+fn fingerprint(c: &LeaseChange) -> String {
+    match c {
+        LeaseChange::Put4(l) => format!(
+            "p4 {} {} {} {}",
+            l.addr,
+            l.cltt,
+            l.valid_lft,
+            wire::hex_colon(l.hwaddr.as_slice())
+        ),
+        LeaseChange::Del4(a) => format!("d4 {a}"),
+        LeaseChange::Put6(l) => format!("p6 {} {} {}", l.addr, l.cltt, l.valid_lft),
+        LeaseChange::Del6(a, _) => format!("d6 {a}"),
+    }
+}
+
+impl Shared {
+    fn remember_applied(&self, c: &LeaseChange) {
+        let mut e = self.echo.lock().unwrap_or_else(|p| p.into_inner());
+        if e.len() >= ECHO_MAX {
+            e.pop_front();
+        }
+        e.push_back(fingerprint(c));
+    }
+    fn is_echo(&self, c: &LeaseChange) -> bool {
+        let f = fingerprint(c);
+        let mut e = self.echo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = e.iter().position(|x| *x == f) {
+            e.remove(i);
+            return true;
+        }
+        false
+    }
+    fn policy(&self, peer: &str) -> ShipPolicy {
+        *self
+            .policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .unwrap_or(&ShipPolicy::Queue)
+    }
+}
+
+enum Msg {
+    /// An HA command for the core; the answer map goes back on `reply`.
+    Command {
+        cmd: Value,
+        reply: SyncSender<Value>,
+    },
+    Heartbeat {
+        rel: usize,
+        r: Result<crate::ha::state::HeartbeatInfo, String>,
+    },
+    SyncDone {
+        rel: usize,
+        ok: bool,
+        reply: Option<SyncSender<Value>>,
+        text: String,
+    },
+    ResetDone {
+        rel: usize,
+        ok: bool,
+    },
+    Maintenance {
+        rel: usize,
+        start: bool,
+        outcome: Outcome,
+        reply: SyncSender<Value>,
+    },
+    RequestFailed {
+        rel: usize,
+    },
+}
+
+struct Rel {
+    cfg: HaRelationship,
+    m: HaMachine,
+    partner: Option<PeerClient>,
+}
+
+/// Everything the process needs, from the config file and the command line.
+pub struct Options {
+    pub config: PathBuf,
+    pub admin_socket: Option<PathBuf>,
+    pub dataplane_socket: PathBuf,
+    pub journal_dir: Option<PathBuf>,
+    pub family: Family,
+    pub relationships: Vec<HaRelationship>,
+    /// DESIGN.md safety period before taking the partner's free addresses.
+    pub partner_free_delay_ms: u64,
+}
+
+fn clock(start: Instant) -> Now {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Now {
+        mono_ms: start.elapsed().as_millis() as u64,
+        wall_secs: wall,
+    }
+}
+
+/// Runs the control process until `shutdown`.
+pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        metrics: Metrics::new(),
+        policies: Mutex::new(HashMap::new()),
+        echo: Mutex::new(VecDeque::new()),
+        stop: AtomicBool::new(false),
+        unsent: AtomicU64::new(0),
+    });
+    let _ = METRICS.set(shared.clone());
+    match dpc::hello(dp.as_ref()) {
+        Ok(v) => tracing::info!(version = v, "dataplane IPC handshake done"),
+        Err(e) => tracing::warn!("dataplane not reachable yet ({e}); will keep trying"),
+    }
+    let now = clock(start);
+    let mut rels: Vec<Rel> = opts
+        .relationships
+        .iter()
+        .map(|r| {
+            let p = HaParams::from_config(r, opts.partner_free_delay_ms);
+            let partner = p
+                .partner()
+                .and_then(|pi| r.peers.iter().find(|x| x.name == pi.name))
+                .map(PeerClient::new);
+            Rel {
+                cfg: r.clone(),
+                m: HaMachine::new(p, now),
+                partner,
+            }
+        })
+        .collect();
+    let (tx, rx) = sync_channel::<Msg>(CORE_QUEUE);
+
+    // Listeners: this server's peer URL (first relationship's) and the admin UNIX socket.
+    if let Some(r) = opts.relationships.first() {
+        let me = r.this_peer();
+        let addr = format!(
+            "{}:{}",
+            me.host.trim_start_matches('[').trim_end_matches(']'),
+            me.port
+        );
+        let server = tiny_http::Server::http(&addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let server = Arc::new(server);
+        let expect_auth = me
+            .basic_auth_user
+            .as_ref()
+            .map(|u| basic_auth_value(u, me.basic_auth_password.as_deref().unwrap_or("")));
+        tracing::info!(%addr, "HA peer listener");
+        for _ in 0..4 {
+            let (server, tx, dp, shared, expect_auth) = (
+                server.clone(),
+                tx.clone(),
+                dp.clone(),
+                shared.clone(),
+                expect_auth.clone(),
+            );
+            let family = opts.family;
+            std::thread::spawn(move || {
+                http_loop(
+                    &server,
+                    &tx,
+                    dp.as_ref(),
+                    &shared,
+                    expect_auth.as_deref(),
+                    family,
+                )
+            });
+        }
+    }
+    if let Some(path) = &opts.admin_socket {
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path)
+            .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", path.display()))?;
+        let (tx, dp, shared) = (tx.clone(), dp.clone(), shared.clone());
+        let family = opts.family;
+        std::thread::spawn(move || unix_loop(l, &tx, dp.as_ref(), &shared, family));
+    }
+    // Replicators: one per other peer of each relationship, when the journal is on disk.
+    if let Some(dir) = &opts.journal_dir {
+        for r in &opts.relationships {
+            for p in r.peers.iter().filter(|p| p.name != r.this_server_name) {
+                let (dir, peer, shared, tx) =
+                    (dir.clone(), PeerClient::new(p), shared.clone(), tx.clone());
+                let is_backup = p.role == HaRole::Backup;
+                std::thread::spawn(move || replicate(&dir, peer, is_backup, &shared, &tx));
+            }
+        }
+    } else {
+        tracing::warn!("no lease journal on disk (lease-database persist false or no name): nothing to replicate");
+    }
+
+    let mut last_serving_push = Instant::now() - Duration::from_secs(60);
+    let mut serving_dirty = true;
+    let mut last_obs = Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let now = clock(start);
+        let next = rels.iter().filter_map(|r| r.m.poll_timeout()).min();
+        let wait_ms = next
+            .map_or(500, |t| t.saturating_sub(now.mono_ms))
+            .clamp(1, 500);
+        match rx.recv_timeout(Duration::from_millis(wait_ms)) {
+            Ok(msg) => handle_msg(msg, &mut rels, &tx, dp.as_ref(), start),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = clock(start);
+        for r in rels.iter_mut() {
+            if r.m.poll_timeout().is_some_and(|t| t <= now.mono_ms) {
+                r.m.handle_timeout(now);
+            }
+        }
+        // Out-of-scope packets from the dataplane feed the unacked-clients test.
+        if last_obs.elapsed() >= Duration::from_millis(500) {
+            last_obs = Instant::now();
+            if let Ok(obs) = dpc::observations(dp.as_ref()) {
+                for o in obs {
+                    if let Some(r) = rels
+                        .iter_mut()
+                        .find(|r| r.cfg.this_server_name == o.this_server_name)
+                    {
+                        let n = o.unanswered.len() as u64;
+                        let mad = r.m.params().max_ack_delay_ms;
+                        for (k, secs) in o.unanswered {
+                            r.m.observe_out_of_scope(now, k, v4_secs_unacked(secs, mad));
+                        }
+                        r.m.add_analyzed(now, o.analyzed.saturating_sub(n));
+                    }
+                }
+            }
+        }
+        let unsent = shared.unsent.swap(0, Ordering::Relaxed);
+        for (i, r) in rels.iter_mut().enumerate() {
+            if unsent > 0 && i == 0 {
+                r.m.note_unsent_updates(unsent);
+            }
+            while let Some(a) = r.m.poll_action() {
+                serving_dirty |= dispatch(i, r, a, now, &tx, dp.as_ref(), &shared, opts.family);
+            }
+            update_policies(r, &shared);
+            let l = RelLabels {
+                relationship: r.cfg.this_server_name.clone(),
+            };
+            shared
+                .metrics
+                .in_touch
+                .get_or_create(&l)
+                .set(i64::from(r.m.in_touch()));
+            shared
+                .metrics
+                .unacked
+                .get_or_create(&l)
+                .set(r.m.unacked_clients() as i64);
+            for s in crate::ha::state::State::ALL {
+                let sl = StateLabels {
+                    relationship: r.cfg.this_server_name.clone(),
+                    state: s.name().into(),
+                };
+                shared
+                    .metrics
+                    .state
+                    .get_or_create(&sl)
+                    .set(i64::from(r.m.state() == s));
+            }
+        }
+        // The dataplane may have restarted: push the serving state again every few seconds.
+        if serving_dirty || last_serving_push.elapsed() >= Duration::from_secs(3) {
+            let list: Vec<Serving> = rels
+                .iter()
+                .map(|r| Serving {
+                    this_server_name: r.cfg.this_server_name.clone(),
+                    enabled: r.m.dhcp_enabled(),
+                    scopes: r.m.served_scopes(),
+                })
+                .collect();
+            match dpc::ha_serving(dp.as_ref(), &list) {
+                Ok(()) => serving_dirty = false,
+                Err(e) => tracing::debug!("xdhcp-ha-serving: {e}"),
+            }
+            last_serving_push = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+fn update_policies(r: &Rel, shared: &Shared) {
+    let mut p = shared.policies.lock().unwrap_or_else(|e| e.into_inner());
+    for peer in r
+        .cfg
+        .peers
+        .iter()
+        .filter(|p| p.name != r.cfg.this_server_name)
+    {
+        let pol = if r.m.should_send_lease_updates(peer.role) {
+            ShipPolicy::Send
+        } else if r.m.should_queue_lease_updates(peer.role) {
+            ShipPolicy::Queue
+        } else if matches!(r.m.state(), crate::ha::state::State::PartnerDown) {
+            ShipPolicy::Skip
+        } else {
+            ShipPolicy::Queue
+        };
+        p.insert(peer.name.clone(), pol);
+    }
+}
+
+/// Carries out one action; returns whether the serving state must be pushed.
+fn dispatch(
+    i: usize,
+    r: &mut Rel,
+    a: Action,
+    now: Now,
+    tx: &SyncSender<Msg>,
+    dp: &dyn Dataplane,
+    shared: &Shared,
+    family: Family,
+) -> bool {
+    let l = RelLabels {
+        relationship: r.cfg.this_server_name.clone(),
+    };
+    match a {
+        Action::SendHeartbeat => {
+            let Some(p) = r.partner.clone() else {
+                return false;
+            };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let res = p
+                    .post(&wire::ha_heartbeat(family), REQUEST_TIMEOUT)
+                    .and_then(|a| wire::parse_heartbeat(&a).map_err(|e| e.to_string()));
+                let _ = tx.send(Msg::Heartbeat { rel: i, r: res });
+            });
+        }
+        Action::Sync {
+            max_period_secs, ..
+        } => {
+            let Some(p) = r.partner.clone() else {
+                return false;
+            };
+            let (tx, limit, timeout) = (
+                tx.clone(),
+                r.cfg.sync_page_limit,
+                Duration::from_millis(u64::from(r.cfg.sync_timeout_ms)),
+            );
+            let dp = DpHandle::current();
+            std::thread::spawn(move || {
+                let res = sync_from(&p, dp.as_ref(), family, max_period_secs, limit, timeout);
+                let (ok, text) = match res {
+                    Ok(n) => (
+                        true,
+                        format!("Lease database synchronization complete ({n} leases)."),
+                    ),
+                    Err(e) => (false, e),
+                };
+                let _ = tx.send(Msg::SyncDone {
+                    rel: i,
+                    ok,
+                    reply: None,
+                    text,
+                });
+            });
+        }
+        Action::ReplayBacklog => {
+            // Replication is the journal: switching the policy back to Send replays what was held.
+            r.m.handle_backlog_result(now, true);
+        }
+        Action::SendHaReset => {
+            let Some(p) = r.partner.clone() else {
+                return false;
+            };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let ok = p
+                    .post(&wire::ha_reset(family), REQUEST_TIMEOUT)
+                    .map(|a| a.is_success())
+                    .unwrap_or(false);
+                let _ = tx.send(Msg::ResetDone { rel: i, ok });
+            });
+        }
+        Action::Serving { .. } => return true,
+        Action::AllocPartnerFree(on) => {
+            if let Err(e) = dpc::alloc_policy(dp, &r.cfg.this_server_name, on) {
+                tracing::warn!("xdhcp-alloc-policy: {e}");
+            }
+        }
+        Action::StateChanged { from, to } => {
+            tracing::info!(relationship = %r.cfg.this_server_name, "HA state {} -> {} (partner {})", from, to, r.m.partner_state().name());
+            shared.metrics.transitions.get_or_create(&l).inc();
+        }
+        Action::ClockSkewWarning { skew_secs } => {
+            tracing::warn!("clock skew with the partner is {skew_secs} s")
+        }
+        Action::ClockSkewTerminate { skew_secs } => {
+            tracing::error!("clock skew with the partner is {skew_secs} s: terminating HA")
+        }
+        Action::ReplicationReset => {}
+    }
+    false
+}
+
+/// A way for worker threads to reach the dataplane without borrowing the core's handle.
+struct DpHandle;
+static DP: Mutex<Option<Arc<dyn Dataplane>>> = Mutex::new(None);
+impl DpHandle {
+    fn current() -> Arc<dyn Dataplane> {
+        DP.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .expect("dataplane handle set at start")
+    }
+}
+
+fn handle_msg(
+    msg: Msg,
+    rels: &mut [Rel],
+    tx: &SyncSender<Msg>,
+    dp: &dyn Dataplane,
+    start: Instant,
+) {
+    let now = clock(start);
+    match msg {
+        Msg::Heartbeat { rel, r } => {
+            if let Some(x) = rels.get_mut(rel) {
+                let l = RelLabels {
+                    relationship: x.cfg.this_server_name.clone(),
+                };
+                let m = if r.is_ok() {
+                    &x_metrics().heartbeats_ok
+                } else {
+                    &x_metrics().heartbeats_failed
+                };
+                m.get_or_create(&l).inc();
+                if let Err(e) = &r {
+                    tracing::debug!("heartbeat failed: {e}");
+                }
+                x.m.handle_heartbeat_response(now, r);
+            }
+        }
+        Msg::SyncDone {
+            rel,
+            ok,
+            reply,
+            text,
+        } => {
+            if let Some(x) = rels.get_mut(rel) {
+                if reply.is_none() {
+                    x.m.handle_sync_result(now, ok);
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(answer_map(if ok { 0 } else { 1 }, &text, None));
+            } else if !ok {
+                tracing::warn!("lease sync failed: {text}");
+            }
+        }
+        Msg::ResetDone { rel, ok } => {
+            if let Some(x) = rels.get_mut(rel) {
+                x.m.handle_ha_reset_result(now, ok);
+            }
+        }
+        Msg::RequestFailed { rel } => {
+            if let Some(x) = rels.get_mut(rel) {
+                x.m.handle_request_failed(now);
+            }
+        }
+        Msg::Maintenance {
+            rel,
+            start: st,
+            outcome,
+            reply,
+        } => {
+            if let Some(x) = rels.get_mut(rel) {
+                let a = if st {
+                    x.m.maintenance_start_result(now, outcome)
+                } else {
+                    x.m.maintenance_cancel_result(now, outcome)
+                };
+                let _ = reply.send(answer_map(a.result, &a.text, None));
+            }
+        }
+        Msg::Command { cmd, reply } => {
+            let v = ha_command(&cmd, rels, tx, dp, now, reply.clone());
+            if let Some(v) = v {
+                let _ = reply.send(v);
+            }
+        }
+    }
+}
+
+static METRICS: std::sync::OnceLock<Arc<Shared>> = std::sync::OnceLock::new();
+fn x_metrics() -> &'static Metrics {
+    &METRICS.get().expect("metrics set at start").metrics
+}
+
+fn ans(a: HaAnswer) -> Value {
+    answer_map(a.result, &a.text, None)
+}
+
+/// The relationship a command is for: `server-name` (Kea 2.6 style) or the first one.
+fn pick_rel(cmd: &Value, rels: &[Rel]) -> Option<usize> {
+    let name = cmd
+        .get("arguments")
+        .and_then(|a| a.get("server-name"))
+        .and_then(Value::as_str);
+    match name {
+        Some(n) => rels
+            .iter()
+            .position(|r| r.cfg.this_server_name == n || r.cfg.peers.iter().any(|p| p.name == n)),
+        None if rels.is_empty() => None,
+        None => Some(0),
+    }
+}
+
+/// HA commands handled by the core. None: the answer is sent later on `reply`.
+fn ha_command(
+    cmd: &Value,
+    rels: &mut [Rel],
+    tx: &SyncSender<Msg>,
+    dp: &dyn Dataplane,
+    now: Now,
+    reply: SyncSender<Value>,
+) -> Option<Value> {
+    let name = cmd.get("command").and_then(Value::as_str).unwrap_or("");
+    let args = cmd.get("arguments").cloned().unwrap_or(Value::Null);
+    if name == "status-get" {
+        let mut base = dp
+            .call(&dpc::cmd("status-get", None))
+            .ok()
+            .and_then(|a| a.arguments)
+            .unwrap_or_else(|| json!({}));
+        base["high-availability"] = Value::Array(rels.iter().map(|r| status_of(r, now)).collect());
+        return Some(answer_map(0, "", Some(base)));
+    }
+    let Some(i) = pick_rel(cmd, rels) else {
+        return Some(answer_map(
+            1,
+            "HA is not configured or unknown server-name",
+            None,
+        ));
+    };
+    let family = FAMILY.get().copied().unwrap_or(Family::V4);
+    let r = &mut rels[i];
+    Some(match name {
+        "ha-heartbeat" => {
+            let (st, scopes, unsent) = r.m.heartbeat_reply();
+            answer_map(
+                0,
+                "HA peer status returned.",
+                Some(wire::heartbeat_args(st, &scopes, unsent, SystemTime::now())),
+            )
+        }
+        "ha-reset" => ans(r.m.cmd_ha_reset(now)),
+        "ha-continue" => ans(r.m.cmd_continue(now)),
+        "ha-sync-complete-notify" => ans(r.m.cmd_sync_complete_notify(now)),
+        "ha-maintenance-notify" => {
+            let cancel = args.get("cancel").and_then(Value::as_bool).unwrap_or(false);
+            ans(r.m.cmd_maintenance_notify(now, cancel))
+        }
+        "ha-scopes" => {
+            let Some(list) = args.get("scopes").and_then(Value::as_array) else {
+                return Some(answer_map(
+                    1,
+                    "'scopes' is mandatory for the 'ha-scopes' command",
+                    None,
+                ));
+            };
+            let scopes: Vec<String> = list
+                .iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
+            ans(r.m.cmd_scopes(now, &scopes))
+        }
+        "dhcp-disable" => {
+            let mp = args.get("max-period").and_then(Value::as_u64);
+            r.m.cmd_dhcp_disable(now, mp);
+            answer_map(0, "DHCPv4 service disabled", None)
+        }
+        "dhcp-enable" => {
+            r.m.cmd_dhcp_enable(now);
+            answer_map(0, "DHCP service successfully enabled", None)
+        }
+        "ha-maintenance-start" | "ha-maintenance-cancel" => {
+            let start = name == "ha-maintenance-start";
+            let chk = if start {
+                r.m.maintenance_start_check()
+            } else {
+                r.m.maintenance_cancel_check()
+            };
+            if let Err(a) = chk {
+                return Some(ans(a));
+            }
+            let Some(p) = r.partner.clone() else {
+                return Some(answer_map(1, "no partner", None));
+            };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let outcome = match p.post(
+                    &wire::ha_maintenance_notify(family, !start),
+                    REQUEST_TIMEOUT,
+                ) {
+                    Ok(a) => Outcome::Answered {
+                        result: a.result,
+                        text: a.text,
+                    },
+                    Err(e) => Outcome::CommError(e),
+                };
+                let _ = tx.send(Msg::Maintenance {
+                    rel: i,
+                    start,
+                    outcome,
+                    reply,
+                });
+            });
+            return None;
+        }
+        "ha-sync" => {
+            let server = args
+                .get("server-name")
+                .and_then(Value::as_str)
+                .map(String::from);
+            let peer = r
+                .cfg
+                .peers
+                .iter()
+                .find(|p| Some(&p.name) == server.as_ref())
+                .or_else(|| {
+                    r.cfg
+                        .peers
+                        .iter()
+                        .find(|p| p.name != r.cfg.this_server_name)
+                });
+            let Some(peer) = peer.map(PeerClient::new) else {
+                return Some(answer_map(1, "unknown server-name", None));
+            };
+            let mp = args
+                .get("max-period")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::from(r.cfg.sync_timeout_ms / 1000).max(1))
+                as u32;
+            let (tx, limit, timeout) = (
+                tx.clone(),
+                r.cfg.sync_page_limit,
+                Duration::from_millis(u64::from(r.cfg.sync_timeout_ms)),
+            );
+            let dp = DpHandle::current();
+            std::thread::spawn(move || {
+                let (ok, text) = match sync_from(&peer, dp.as_ref(), family, mp, limit, timeout) {
+                    Ok(_) => (true, "Lease database synchronization complete.".to_string()),
+                    Err(e) => (false, e),
+                };
+                let _ = tx.send(Msg::SyncDone {
+                    rel: i,
+                    ok,
+                    reply: Some(reply),
+                    text,
+                });
+            });
+            return None;
+        }
+        _ => answer_map(2, &format!("'{name}' command not supported."), None),
+    })
+}
+
+static FAMILY: std::sync::OnceLock<Family> = std::sync::OnceLock::new();
+
+/// Kea 2.2's status-get HA section for one relationship.
+fn status_of(r: &Rel, now: Now) -> Value {
+    let mut servers = json!({
+        "local": {
+            "role": role_name(r.m.role()),
+            "scopes": r.m.served_scopes(),
+            "state": r.m.state().name(),
+        }
+    });
+    let passive = r.m.params().mode == xdhcp_config::model::HaMode::PassiveBackup;
+    if !passive && r.m.role() != HaRole::Backup {
+        let partner_role =
+            r.m.params()
+                .partner()
+                .map(|p| role_name(p.role))
+                .unwrap_or("");
+        servers["remote"] = json!({
+            "age": r.m.age_secs(now),
+            "in-touch": r.m.in_touch(),
+            "last-state": r.m.partner_state().name(),
+            "last-scopes": r.m.partner_scopes(),
+            "communication-interrupted": r.m.is_communication_interrupted(now),
+            "connecting-clients": r.m.connecting_clients(),
+            "unacked-clients": r.m.unacked_clients(),
+            "unacked-clients-left": r.m.unacked_clients_left(now),
+            "analyzed-packets": r.m.analyzed_packets(),
+            "role": partner_role,
+        });
+    }
+    json!({ "ha-mode": mode_name(r.m.params().mode), "ha-servers": servers })
+}
+
+/// Pulls every lease from `peer` (Kea's sync): dhcp-disable before every page, pages merged into
+/// the dataplane (insert missing, overwrite only when ours is older), then
+/// ha-sync-complete-notify (or dhcp-enable when the peer does not know it).
+pub fn sync_from(
+    peer: &PeerClient,
+    dp: &dyn Dataplane,
+    family: Family,
+    max_period: u32,
+    limit: u32,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let mut from: Option<String> = None;
+    let mut n = 0u64;
+    let result = (|| -> Result<u64, String> {
+        loop {
+            peer.post(&wire::dhcp_disable(family, max_period), REQUEST_TIMEOUT)?
+                .into_ok()
+                .map_err(|e| e.to_string())?;
+            let page = peer
+                .post(&wire::lease_get_page(family, from.clone(), limit), timeout)?
+                .into_ok()
+                .map_err(|e| e.to_string())?;
+            let leases = page
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get("leases"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for l in &leases {
+                if !wire::page_lease_acceptable(l) {
+                    continue;
+                }
+                if family == Family::V4 {
+                    merge_lease4(dp, l)?;
+                }
+                n += 1;
+            }
+            if (leases.len() as u32) < limit.max(1) {
+                return Ok(n);
+            }
+            from = leases
+                .last()
+                .and_then(|l| l.get("ip-address"))
+                .and_then(Value::as_str)
+                .map(String::from);
+            if from.is_none() {
+                return Ok(n);
+            }
+        }
+    })();
+    match &result {
+        Ok(_) => {
+            let a = peer.post(&wire::ha_sync_complete_notify(family), REQUEST_TIMEOUT)?;
+            if a.result == 2 {
+                peer.post(&wire::dhcp_enable(family), REQUEST_TIMEOUT)?;
+            }
+        }
+        Err(_) => {
+            let _ = peer.post(&wire::dhcp_enable(family), REQUEST_TIMEOUT);
+        }
+    }
+    result
+}
+
+fn merge_lease4(dp: &dyn Dataplane, l: &Value) -> Result<(), String> {
+    let Ok(theirs) = wire::lease4_from_json(l) else {
+        return Ok(());
+    };
+    let local = dp
+        .call(&dpc::cmd(
+            "lease4-get",
+            Some(json!({ "ip-address": theirs.addr.to_string() })),
+        ))
+        .map_err(|e| e.to_string())?;
+    if local.result == 0 {
+        let ours_cltt = local
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("cltt"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if ours_cltt >= theirs.cltt {
+            return Ok(());
+        }
+    }
+    let mut args = wire::lease4_update(&theirs)["arguments"].clone();
+    args["force-create"] = json!(true);
+    METRICS
+        .get()
+        .inspect(|s| s.remember_applied(&LeaseChange::Put4(theirs.clone())));
+    let a = dp
+        .call(&dpc::cmd("lease4-update", Some(args)))
+        .map_err(|e| e.to_string())?;
+    if !a.is_success() {
+        tracing::warn!(
+            "lease {} from the partner refused by the dataplane: {}",
+            theirs.addr,
+            a.text
+        );
+    }
+    Ok(())
+}
+
+/// Commands the HA core answers; the rest goes to the dataplane.
+const HA_COMMANDS: &[&str] = &[
+    "status-get",
+    "ha-heartbeat",
+    "ha-reset",
+    "ha-continue",
+    "ha-sync-complete-notify",
+    "ha-maintenance-notify",
+    "ha-maintenance-start",
+    "ha-maintenance-cancel",
+    "ha-scopes",
+    "ha-sync",
+];
+
+/// Handles one request body from HTTP or the UNIX socket; returns the answer map.
+fn handle_request(body: &[u8], tx: &SyncSender<Msg>, dp: &dyn Dataplane, shared: &Shared) -> Value {
+    let Ok(cmd) = serde_json::from_slice::<Value>(body) else {
+        return answer_map(1, "request is not valid JSON", None);
+    };
+    let name = cmd
+        .get("command")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let origin_partner = cmd
+        .get("arguments")
+        .and_then(|a| a.get("origin"))
+        .and_then(Value::as_str)
+        == Some("ha-partner");
+    let to_core = HA_COMMANDS.contains(&name.as_str())
+        || ((name == "dhcp-disable" || name == "dhcp-enable") && origin_partner);
+    if to_core {
+        let (rtx, rrx) = sync_channel(1);
+        if tx.send(Msg::Command { cmd, reply: rtx }).is_err() {
+            return answer_map(1, "control process is shutting down", None);
+        }
+        return rrx
+            .recv_timeout(Duration::from_secs(600))
+            .unwrap_or_else(|_| answer_map(1, "timed out", None));
+    }
+    if name == "shutdown" {
+        shared.stop.store(true, Ordering::Relaxed);
+        return answer_map(0, "Control process shutting down.", None);
+    }
+    // Lease updates from peers: remember them so they are not echoed back by the replicator.
+    if name == "lease4-update" || name == "lease4-add" {
+        if let Some(l) = cmd
+            .get("arguments")
+            .and_then(|a| wire::lease4_from_json(a).ok())
+        {
+            shared.remember_applied(&LeaseChange::Put4(l));
+        }
+    } else if name == "lease4-del" {
+        if let Some(a) = cmd
+            .get("arguments")
+            .and_then(|a| a.get("ip-address"))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+        {
+            shared.remember_applied(&LeaseChange::Del4(a));
+        }
+    }
+    let mut fwd = cmd.clone();
+    if let Value::Object(m) = &mut fwd {
+        m.remove("service");
+    }
+    match dp.call(&fwd) {
+        Ok(a) => answer_map(a.result, &a.text, a.arguments),
+        Err(e) => answer_map(1, &format!("dataplane unavailable: {e}"), None),
+    }
+}
+
+fn http_loop(
+    server: &tiny_http::Server,
+    tx: &SyncSender<Msg>,
+    dp: &dyn Dataplane,
+    shared: &Shared,
+    expect_auth: Option<&str>,
+    _family: Family,
+) {
+    loop {
+        let Ok(mut req) = server.recv() else { return };
+        if req.method() == &tiny_http::Method::Get && req.url().starts_with("/metrics") {
+            let h = tiny_http::Header::from_bytes(
+                "Content-Type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .ok();
+            let mut resp = tiny_http::Response::from_string(shared.metrics.encode());
+            if let Some(h) = h {
+                resp = resp.with_header(h);
+            }
+            let _ = req.respond(resp);
+            continue;
+        }
+        if let Some(want) = expect_auth {
+            let got = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.as_str().to_string());
+            if got.as_deref() != Some(want) {
+                let body = answer_list(401, "Unauthorized", None).to_string();
+                let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(401));
+                continue;
+            }
+        }
+        let mut body = Vec::new();
+        if req
+            .as_reader()
+            .take(64 << 20)
+            .read_to_end(&mut body)
+            .is_err()
+        {
+            continue;
+        }
+        let ans = handle_request(&body, tx, dp, shared);
+        // Peers (Kea) need a list.
+        let out = Value::Array(vec![ans]).to_string();
+        let mut resp = tiny_http::Response::from_string(out);
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "application/json") {
+            resp = resp.with_header(h);
+        }
+        let _ = req.respond(resp);
+    }
+}
+
+fn unix_loop(
+    l: UnixListener,
+    tx: &SyncSender<Msg>,
+    dp: &dyn Dataplane,
+    shared: &Shared,
+    _family: Family,
+) {
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        // One JSON document per connection; read until it parses or the peer closes.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if serde_json::from_slice::<Value>(&buf).is_ok() || buf.len() > (64 << 20) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let ans = handle_request(&buf, tx, dp, shared);
+        let _ = s.write_all(ans.to_string().as_bytes());
+    }
+}
+
+/// Seq state file of one peer: the last journal sequence the peer acknowledged.
+fn seq_file(dir: &Path, peer: &str) -> PathBuf {
+    dir.join(format!("control-acked-{peer}.seq"))
+}
+
+fn load_seq(p: &Path) -> u64 {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn save_seq(p: &Path, seq: u64) {
+    let tmp = p.with_extension("tmp");
+    if std::fs::write(&tmp, format!("{seq}\n")).is_ok() {
+        let _ = std::fs::rename(&tmp, p);
+    }
+}
+
+/// Ships journal changes to one peer, forever. The cursor only moves past a change once the peer
+/// acknowledged it (or the policy says the partner will resync instead).
+fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx: &SyncSender<Msg>) {
+    use xdhcp_dataplane::lease::journal::JournalReader;
+    let state = seq_file(dir, &peer.name);
+    let mut acked = load_seq(&state);
+    let labels = PeerLabels {
+        peer: peer.name.clone(),
+    };
+    let mut last_save = Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut reader = match JournalReader::open(dir, acked + 1) {
+            Ok(r) => r,
+            Err(e) => {
+                // Compacted past our cursor: the peer needs a full sync; start from the head.
+                tracing::warn!(peer = %peer.name, "journal reader: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                if matches!(
+                    e,
+                    xdhcp_dataplane::lease::journal::JournalError::Compacted { .. }
+                ) {
+                    acked = acked.max(1);
+                    save_seq(&state, acked);
+                }
+                continue;
+            }
+        };
+        loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(item) = reader.next() else {
+                if last_save.elapsed() > Duration::from_millis(200) {
+                    save_seq(&state, acked);
+                    last_save = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let Ok(entry) = item else { break };
+            let change = entry.change;
+            if matches!(change, LeaseChange::Put6(_) | LeaseChange::Del6(..))
+                || shared.is_echo(&change)
+            {
+                acked = entry.seq;
+                continue;
+            }
+            loop {
+                match shared.policy(&peer.name) {
+                    ShipPolicy::Skip => {
+                        if !is_backup {
+                            shared.unsent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                    ShipPolicy::Queue => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        if shared.stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        continue;
+                    }
+                    ShipPolicy::Send => {}
+                }
+                let cmd = match &change {
+                    LeaseChange::Put4(l) => wire::lease4_update(l),
+                    LeaseChange::Del4(a) => wire::lease4_del_addr(*a),
+                    _ => break,
+                };
+                match peer.post(&cmd, REQUEST_TIMEOUT) {
+                    Ok(a) if a.is_success() => {
+                        shared.metrics.shipped.get_or_create(&labels).inc();
+                        break;
+                    }
+                    Ok(a) => {
+                        tracing::warn!(peer = %peer.name, "lease update refused: {} ({})", a.text, a.result);
+                        shared.metrics.ship_failures.get_or_create(&labels).inc();
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.name, "lease update failed: {e}");
+                        shared.metrics.ship_failures.get_or_create(&labels).inc();
+                    }
+                }
+                if !is_backup {
+                    let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            acked = entry.seq;
+            shared
+                .metrics
+                .acked_seq
+                .get_or_create(&labels)
+                .set(acked as i64);
+        }
+    }
+    save_seq(&state, acked);
+}
+
+/// Sets the process-wide handles the worker threads use.
+pub fn install_globals(dp: Arc<dyn Dataplane>, family: Family) {
+    *DP.lock().unwrap_or_else(|e| e.into_inner()) = Some(dp);
+    let _ = FAMILY.set(family);
+}
+
+/// Runs with the globals installed (the process entry point).
+pub fn run_process(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
+    install_globals(dp.clone(), opts.family);
+    run(opts, dp)
+}
