@@ -84,7 +84,10 @@ pub fn spawn(path: PathBuf, mut ctx: Context) -> anyhow::Result<std::thread::Joi
     if path.exists() {
         // A stale socket from a crashed run; a live server would hold it, so check first.
         if UnixStream::connect(&path).is_ok() {
-            anyhow::bail!("control socket {} is in use by a running server", path.display());
+            anyhow::bail!(
+                "control socket {} is in use by a running server",
+                path.display()
+            );
         }
         std::fs::remove_file(&path)?;
     }
@@ -94,27 +97,36 @@ pub fn spawn(path: PathBuf, mut ctx: Context) -> anyhow::Result<std::thread::Joi
     let listener = UnixListener::bind(&path)?;
     listener.set_nonblocking(true)?;
     let started = std::time::Instant::now();
-    Ok(std::thread::Builder::new().name("xdhcp-control".into()).spawn(move || {
-        while !ctx.stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if let Some(c) = &ctx.current {
-                        ctx.shared = c.load_full();
+    Ok(std::thread::Builder::new()
+        .name("xdhcp-control".into())
+        .spawn(move || {
+            while !ctx.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Some(c) = &ctx.current {
+                            ctx.shared = c.load_full();
+                        }
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                        let _ = serve_one(stream, &ctx, started);
                     }
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                    let _ = serve_one(stream, &ctx, started);
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
-        }
-        let _ = std::fs::remove_file(&path);
-    })?)
+            let _ = std::fs::remove_file(&path);
+        })?)
 }
 
-fn serve_one(mut stream: UnixStream, ctx: &Context, started: std::time::Instant) -> std::io::Result<()> {
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(stream.try_clone()?)).into_iter::<Value>();
+fn serve_one(
+    mut stream: UnixStream,
+    ctx: &Context,
+    started: std::time::Instant,
+) -> std::io::Result<()> {
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(stream.try_clone()?))
+        .into_iter::<Value>();
     let resp = match de.next() {
         Some(Ok(req)) => handle(ctx, &req, started),
         Some(Err(e)) => reply(1, format!("invalid JSON command: {e}"), None),
@@ -138,7 +150,11 @@ fn journal_change(ctx: &Context, c: LeaseChange) -> Result<(), Value> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    Err(reply(1, "the lease journal is not keeping up; try again", None))
+    Err(reply(
+        1,
+        "the lease journal is not keeping up; try again",
+        None,
+    ))
 }
 
 /// Handle one command (also used directly by tests).
@@ -354,9 +370,15 @@ fn lease4_get(ctx: &Context, args: &Value) -> Value {
             args.get("identifier").and_then(|v| v.as_str()),
             args.get("subnet-id").and_then(|v| v.as_u64()),
         ) else {
-            return reply(1, "give 'ip-address', or 'identifier-type', 'identifier' and 'subnet-id'", None);
+            return reply(
+                1,
+                "give 'ip-address', or 'identifier-type', 'identifier' and 'subnet-id'",
+                None,
+            );
         };
-        let Ok(bytes) = parse_hex(id) else { return reply(1, "'identifier' is not hexadecimal", None) };
+        let Ok(bytes) = parse_hex(id) else {
+            return reply(1, "'identifier' is not hexadecimal", None);
+        };
         let mut hit = None;
         store.for_each4(&mut |l| {
             if hit.is_none()
@@ -380,32 +402,69 @@ fn lease4_get(ctx: &Context, args: &Value) -> Value {
 
 fn lease4_write(ctx: &Context, cmd: &str, args: &Value) -> Value {
     let rt = ctx.shared.rt4.as_ref();
-    let mut lease = match lease4_from_json(args, now(), rt.map_or(3600, |r| r.cfg.lifetimes.valid)) {
+    let mut lease = match lease4_from_json(args, now(), rt.map_or(3600, |r| r.cfg.lifetimes.valid))
+    {
         Ok(l) => l,
         Err(e) => return reply(1, e, None),
     };
     // Kea: a subnet-id, if given, must exist and contain the address; 0 or missing selects it.
     if let Some(rt) = rt {
-        let by_addr = rt.subnets.iter().find(|s| s.cfg.contains(lease.addr)).map(|s| s.cfg.id);
+        let by_addr = rt
+            .subnets
+            .iter()
+            .find(|s| s.cfg.contains(lease.addr))
+            .map(|s| s.cfg.id);
         if lease.subnet_id == 0 {
             match by_addr {
                 Some(id) => lease.subnet_id = id,
                 None => return reply(1, format!("no subnet contains {}", lease.addr), None),
             }
-        } else if !rt.subnets.iter().any(|s| s.cfg.id == lease.subnet_id && s.cfg.contains(lease.addr)) {
-            return reply(1, format!("subnet-id {} does not exist or does not contain {}", lease.subnet_id, lease.addr), None);
+        } else if !rt
+            .subnets
+            .iter()
+            .any(|s| s.cfg.id == lease.subnet_id && s.cfg.contains(lease.addr))
+        {
+            return reply(
+                1,
+                format!(
+                    "subnet-id {} does not exist or does not contain {}",
+                    lease.subnet_id, lease.addr
+                ),
+                None,
+            );
         }
     }
-    let force = args.get("force-create").and_then(|v| v.as_bool()).unwrap_or(false);
-    let existing = ctx.shared.store.get_by_addr4(lease.addr).filter(|l| l.state != LeaseState::Offered);
+    let force = args
+        .get("force-create")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let existing = ctx
+        .shared
+        .store
+        .get_by_addr4(lease.addr)
+        .filter(|l| l.state != LeaseState::Offered);
     match (cmd, existing.is_some()) {
-        ("lease4-add", true) => return reply(1, format!("IPv4 lease for address {} already exists", lease.addr), None),
+        ("lease4-add", true) => {
+            return reply(
+                1,
+                format!("IPv4 lease for address {} already exists", lease.addr),
+                None,
+            )
+        }
         ("lease4-update", false) if !force => return reply(3, "IPv4 lease not found", None),
         _ => {}
     }
     ctx.shared.store.put4(lease.clone());
     match journal_change(ctx, LeaseChange::Put4(lease)) {
-        Ok(()) => reply(0, if cmd == "lease4-add" { "Lease for address added." } else { "IPv4 lease updated." }, None),
+        Ok(()) => reply(
+            0,
+            if cmd == "lease4-add" {
+                "Lease for address added."
+            } else {
+                "IPv4 lease updated."
+            },
+            None,
+        ),
         Err(e) => e,
     }
 }

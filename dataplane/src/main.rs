@@ -11,7 +11,11 @@ use xdhcp_dataplane::lease::journal::{read_state, Journal, JournalConfig};
 use xdhcp_dataplane::lease::{csv, LeaseChange};
 
 #[derive(Parser)]
-#[command(name = "xdhcp", version, about = "Kernel-bypass DHCP server, Kea-compatible")]
+#[command(
+    name = "xdhcp",
+    version,
+    about = "Kernel-bypass DHCP server, Kea-compatible"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -59,7 +63,8 @@ enum Cmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -67,8 +72,16 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::CheckConfig { file } => return check_config(&file),
         Cmd::Serve { config, backend } => serve(&config, backend),
-        Cmd::LeaseExport { journal, out, family } => export(&journal, &out, family),
-        Cmd::LeaseImport { csv, journal, family } => import(&csv, &journal, family),
+        Cmd::LeaseExport {
+            journal,
+            out,
+            family,
+        } => export(&journal, &out, family),
+        Cmd::LeaseImport {
+            csv,
+            journal,
+            family,
+        } => import(&csv, &journal, family),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,7 +98,11 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             for w in &l.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("{}: configuration OK ({} warning(s))", file.display(), l.warnings.len());
+            println!(
+                "{}: configuration OK ({} warning(s))",
+                file.display(),
+                l.warnings.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -95,7 +112,11 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             for d in &e.errors {
                 eprintln!("error: {d}");
             }
-            eprintln!("{}: configuration rejected ({} error(s))", file.display(), e.errors.len());
+            eprintln!(
+                "{}: configuration rejected ({} error(s))",
+                file.display(),
+                e.errors.len()
+            );
             ExitCode::from(1)
         }
     }
@@ -122,7 +143,8 @@ fn serve(path: &std::path::Path, backend: Option<BackendArg>) -> anyhow::Result<
 }
 
 fn export(journal: &std::path::Path, out: &std::path::Path, family: u8) -> anyhow::Result<()> {
-    let state = read_state(journal, false).with_context(|| format!("reading journal {}", journal.display()))?;
+    let state = read_state(journal, false)
+        .with_context(|| format!("reading journal {}", journal.display()))?;
     let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = std::io::BufWriter::new(f);
     let stats = match family {
@@ -137,11 +159,18 @@ fn export(journal: &std::path::Path, out: &std::path::Path, family: u8) -> anyho
 }
 
 fn import(csv_path: &std::path::Path, journal: &std::path::Path, family: u8) -> anyhow::Result<()> {
-    let f = std::fs::File::open(csv_path).with_context(|| format!("opening {}", csv_path.display()))?;
+    let f =
+        std::fs::File::open(csv_path).with_context(|| format!("opening {}", csv_path.display()))?;
     let rd = std::io::BufReader::new(f);
     let changes: Vec<LeaseChange> = match family {
-        4 => csv::read_lease4_csv(rd)?.into_iter().map(LeaseChange::Put4).collect(),
-        6 => csv::read_lease6_csv(rd)?.into_iter().map(LeaseChange::Put6).collect(),
+        4 => csv::read_lease4_csv(rd)?
+            .into_iter()
+            .map(LeaseChange::Put4)
+            .collect(),
+        6 => csv::read_lease6_csv(rd)?
+            .into_iter()
+            .map(LeaseChange::Put6)
+            .collect(),
         _ => anyhow::bail!("--family must be 4 or 6"),
     };
     let (j, _) = Journal::open(JournalConfig::new(journal))?;

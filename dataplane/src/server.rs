@@ -8,15 +8,15 @@ use crate::engine::ha_gate::HaGate;
 use crate::engine::runtime4::Runtime4;
 use crate::engine::runtime6::Runtime6;
 use crate::engine::{LeaseSink, NullSink, Shared, Worker};
+use crate::lease::alloc::Split;
 use crate::lease::journal::{Journal, JournalConfig, JournalProducer};
 use crate::lease::store::{LeaseStore, StoreSizing};
 use crate::lease::LeaseChange;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::lease::alloc::Split;
-use arc_swap::ArcSwap;
 use xdhcp_config::model::{Backend, Config, HaMode, HaRelationship, HaRole};
 
 impl LeaseSink for JournalProducer {
@@ -32,7 +32,11 @@ impl LeaseSink for JournalProducer {
 /// the tests and the benchmarks alike, so they all exercise the same code. The DHCPv6 server
 /// DUID is generated in memory (not persisted); the server passes the persisted one through
 /// [`build_shared_with_duid`].
-pub fn build_shared(cfg: &Config, workers: usize, interfaces: Vec<(u32, String)>) -> anyhow::Result<Shared> {
+pub fn build_shared(
+    cfg: &Config,
+    workers: usize,
+    interfaces: Vec<(u32, String)>,
+) -> anyhow::Result<Shared> {
     build_shared_with_duid(cfg, workers, interfaces, None)
 }
 
@@ -50,18 +54,25 @@ pub fn build_shared_with_duid(
     let mut pools = Vec::new();
     let rt4 = cfg.dhcp4.as_ref().map(|d4| {
         let rels = &d4.high_availability;
-        let split_for = |s: &xdhcp_config::model::Subnet4| ha_split(rels, s.ha_server_name.as_deref());
+        let split_for =
+            |s: &xdhcp_config::model::Subnet4| ha_split(rels, s.ha_server_name.as_deref());
         Runtime4::new(d4, &mut pools, workers.max(1), &split_for)
     });
     let rt6 = match cfg.dhcp6.as_ref() {
         Some(d6) => {
             let duid = match server_duid {
                 Some(d) => d,
-                None => crate::engine::duid::generate(&d6.server_id, Some([2, 0, 0, 0, 0, 1]), Now::read().unix_secs, [0; 6])
-                    .context("Dhcp6.server-id")?,
+                None => crate::engine::duid::generate(
+                    &d6.server_id,
+                    Some([2, 0, 0, 0, 0, 1]),
+                    Now::read().unix_secs,
+                    [0; 6],
+                )
+                .context("Dhcp6.server-id")?,
             };
             let rels = &d6.high_availability;
-            let split_for = |s: &xdhcp_config::model::Subnet6| ha_split(rels, s.ha_server_name.as_deref());
+            let split_for =
+                |s: &xdhcp_config::model::Subnet6| ha_split(rels, s.ha_server_name.as_deref());
             let mut rt6 = Runtime6::new(d6, duid, &mut pools, workers.max(1), &split_for);
             for (ifindex, name) in &interfaces {
                 if let Some(ll) = ipv6_link_local(name) {
@@ -73,7 +84,9 @@ pub fn build_shared_with_duid(
         None => None,
     };
     // v6 pools can be astronomically large (a /64 is 2^64 addresses): saturate.
-    let total: u64 = pools.iter().fold(0u64, |a, p| a.saturating_add(p.alloc.units()));
+    let total: u64 = pools
+        .iter()
+        .fold(0u64, |a, p| a.saturating_add(p.alloc.units()));
     let sizing = StoreSizing {
         shards: 256,
         stripes: workers.max(1),
@@ -83,11 +96,19 @@ pub fn build_shared_with_duid(
     // The HA gate follows the family that configures HA (Dhcp4 first when both do).
     let gate = match (&cfg.dhcp4, &cfg.dhcp6) {
         (Some(d4), _) if !d4.high_availability.is_empty() => {
-            let subnets: Vec<_> = d4.subnets.iter().map(|s| (s.id, s.ha_server_name.clone())).collect();
+            let subnets: Vec<_> = d4
+                .subnets
+                .iter()
+                .map(|s| (s.id, s.ha_server_name.clone()))
+                .collect();
             HaGate::new(&d4.high_availability, &subnets)
         }
         (_, Some(d6)) if !d6.high_availability.is_empty() => {
-            let subnets: Vec<_> = d6.subnets.iter().map(|s| (s.id, s.ha_server_name.clone())).collect();
+            let subnets: Vec<_> = d6
+                .subnets
+                .iter()
+                .map(|s| (s.id, s.ha_server_name.clone()))
+                .collect();
             HaGate::new(&d6.high_availability, &subnets)
         }
         _ => HaGate::standalone(),
@@ -124,7 +145,9 @@ pub fn ipv6_link_local(name: &str) -> Option<std::net::Ipv6Addr> {
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
         let n = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
         // SAFETY: ifa_addr is non-null and points to a sockaddr of at least its family's size.
-        if n.to_bytes() != name.as_bytes() || i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET6 {
+        if n.to_bytes() != name.as_bytes()
+            || i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET6
+        {
             continue;
         }
         // SAFETY: the family is AF_INET6, so the address is a sockaddr_in6.
@@ -144,19 +167,37 @@ pub fn ipv6_link_local(name: &str) -> Option<std::net::Ipv6Addr> {
 /// this server's role there.
 pub fn ha_split(rels: &[HaRelationship], tag: Option<&str>) -> Split {
     let rel = match tag {
-        Some(name) => rels.iter().find(|r| r.this_server_name == name || r.peers.iter().any(|p| p.name == name)),
+        Some(name) => rels
+            .iter()
+            .find(|r| r.this_server_name == name || r.peers.iter().any(|p| p.name == name)),
         None if rels.len() == 1 => rels.first(),
         None => None,
     };
     let Some(r) = rel else { return Split::AllMine };
-    let role = r.peers.iter().find(|p| p.name == r.this_server_name).map(|p| p.role);
+    let role = r
+        .peers
+        .iter()
+        .find(|p| p.name == r.this_server_name)
+        .map(|p| p.role);
     match (r.mode, role) {
-        (HaMode::LoadBalancing, Some(HaRole::Primary)) => Split::Modulo { modulus: 2, mine: 0b01 },
-        (HaMode::LoadBalancing, Some(HaRole::Secondary)) => Split::Modulo { modulus: 2, mine: 0b10 },
+        (HaMode::LoadBalancing, Some(HaRole::Primary)) => Split::Modulo {
+            modulus: 2,
+            mine: 0b01,
+        },
+        (HaMode::LoadBalancing, Some(HaRole::Secondary)) => Split::Modulo {
+            modulus: 2,
+            mine: 0b10,
+        },
         // The standby keeps a 10% reserve so that after a failover it can serve new clients at
         // once without touching addresses the primary may have leased unseen.
-        (HaMode::HotStandby, Some(HaRole::Primary)) => Split::Modulo { modulus: 10, mine: 0b11_1111_1110 },
-        (HaMode::HotStandby, Some(HaRole::Standby)) => Split::Modulo { modulus: 10, mine: 0b1 },
+        (HaMode::HotStandby, Some(HaRole::Primary)) => Split::Modulo {
+            modulus: 10,
+            mine: 0b11_1111_1110,
+        },
+        (HaMode::HotStandby, Some(HaRole::Standby)) => Split::Modulo {
+            modulus: 10,
+            mine: 0b1,
+        },
         _ => Split::AllMine,
     }
 }
@@ -179,7 +220,9 @@ pub struct Server {
 }
 
 fn number_of_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 impl Server {
@@ -187,12 +230,31 @@ impl Server {
         // Settings both families have come from Dhcp4 when present, else from Dhcp6; the
         // interfaces served are those of both sections.
         let (fam, tuning, lease_db, elp, control_socket) = match (&cfg.dhcp4, &cfg.dhcp6) {
-            (Some(d4), _) => ("Dhcp4", d4.tuning.clone(), d4.lease_database.clone(), d4.expired_leases, d4.control_socket.clone()),
-            (None, Some(d6)) => ("Dhcp6", d6.tuning.clone(), d6.lease_database.clone(), d6.expired_leases, d6.control_socket.clone()),
-            (None, None) => anyhow::bail!("{}: the configuration has neither a Dhcp4 nor a Dhcp6 section", cfg.source.display()),
+            (Some(d4), _) => (
+                "Dhcp4",
+                d4.tuning.clone(),
+                d4.lease_database.clone(),
+                d4.expired_leases,
+                d4.control_socket.clone(),
+            ),
+            (None, Some(d6)) => (
+                "Dhcp6",
+                d6.tuning.clone(),
+                d6.lease_database.clone(),
+                d6.expired_leases,
+                d6.control_socket.clone(),
+            ),
+            (None, None) => anyhow::bail!(
+                "{}: the configuration has neither a Dhcp4 nor a Dhcp6 section",
+                cfg.source.display()
+            ),
         };
         let mut names: Vec<String> = Vec::new();
-        let specs = cfg.dhcp4.iter().flat_map(|d| d.interfaces.iter()).chain(cfg.dhcp6.iter().flat_map(|d| d.interfaces.iter()));
+        let specs = cfg
+            .dhcp4
+            .iter()
+            .flat_map(|d| d.interfaces.iter())
+            .chain(cfg.dhcp6.iter().flat_map(|d| d.interfaces.iter()));
         for i in specs {
             if !names.contains(&i.name) {
                 names.push(i.name.clone());
@@ -220,14 +282,22 @@ impl Server {
         let server_duid = match &cfg.dhcp6 {
             Some(d6) => {
                 let first6 = d6.interfaces.first().map(|i| i.name.as_str());
-                let mac = macs.iter().find(|(n, _)| Some(n.as_str()) == first6).map(|(_, m)| *m);
+                let mac = macs
+                    .iter()
+                    .find(|(n, _)| Some(n.as_str()) == first6)
+                    .map(|(_, m)| *m);
                 let d = crate::engine::duid::load_or_create(d6, mac, Now::read().unix_secs)?;
                 tracing::info!(duid = %crate::lease::json::hex_colon(&d), "DHCPv6 server DUID");
                 Some(d)
             }
             None => None,
         };
-        let shared = Arc::new(build_shared_with_duid(&cfg, workers, ifaces.clone(), server_duid.clone())?);
+        let shared = Arc::new(build_shared_with_duid(
+            &cfg,
+            workers,
+            ifaces.clone(),
+            server_duid.clone(),
+        )?);
         // Workers, the reclaimer and the control socket follow `current`, where a configuration
         // reload publishes the new state.
         let current = Arc::new(ArcSwap::new(shared.clone()));
@@ -244,13 +314,27 @@ impl Server {
                 for l in replayed.leases6 {
                     shared.store.put6(l);
                 }
-                tracing::info!(leases = n, last_seq = replayed.last_seq, "lease journal replayed");
+                tracing::info!(
+                    leases = n,
+                    last_seq = replayed.last_seq,
+                    "lease journal replayed"
+                );
                 let j = Arc::new(j);
                 if fresh {
-                    if let Some(csv) = cfg.dhcp4.as_ref().and_then(|d| d.lease_database.path.as_ref()).filter(|p| p.exists()) {
+                    if let Some(csv) = cfg
+                        .dhcp4
+                        .as_ref()
+                        .and_then(|d| d.lease_database.path.as_ref())
+                        .filter(|p| p.exists())
+                    {
                         import_kea_csv(&shared, &j, csv)?;
                     }
-                    if let Some(csv) = cfg.dhcp6.as_ref().and_then(|d| d.lease_database.path.as_ref()).filter(|p| p.exists()) {
+                    if let Some(csv) = cfg
+                        .dhcp6
+                        .as_ref()
+                        .and_then(|d| d.lease_database.path.as_ref())
+                        .filter(|p| p.exists())
+                    {
                         import_kea_csv6(&shared, &j, csv)?;
                     }
                 }
@@ -264,11 +348,16 @@ impl Server {
                 None => Box::new(NullSink),
             }
         };
-        let make_handler =
-            |i: usize| -> Box<dyn FrameHandler> { Box::new(Worker::following(current.clone(), i, sink_for(&journal))) };
+        let make_handler = |i: usize| -> Box<dyn FrameHandler> {
+            Box::new(Worker::following(current.clone(), i, sink_for(&journal)))
+        };
         let backend = match backend_kind {
             Backend::Socket => {
-                let cfgb = crate::backend::socket::SocketBackendConfig { interfaces: names.clone(), workers, v6: cfg.dhcp6.is_some() };
+                let cfgb = crate::backend::socket::SocketBackendConfig {
+                    interfaces: names.clone(),
+                    workers,
+                    v6: cfg.dhcp6.is_some(),
+                };
                 let b = crate::backend::socket::SocketBackend::start(&cfgb, &make_handler)?;
                 tracing::info!(interfaces = ?names, workers, v4 = cfg.dhcp4.is_some(), v6 = cfg.dhcp6.is_some(), "serving DHCP with the socket backend");
                 RunningBackend::Socket(b)
@@ -281,7 +370,9 @@ impl Server {
                 RunningBackend::Xdp(b)
             }
             #[cfg(not(feature = "xdp"))]
-            Backend::Xdp => anyhow::bail!("this build has no AF_XDP backend (feature `xdp` disabled)"),
+            Backend::Xdp => {
+                anyhow::bail!("this build has no AF_XDP backend (feature `xdp` disabled)")
+            }
         };
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -290,29 +381,38 @@ impl Server {
             let current = current.clone();
             let sink = sink_for(&journal);
             let stop = stop.clone();
-            threads.push(std::thread::Builder::new().name("xdhcp-reclaim".into()).spawn(move || {
-                let mut cursor4 = 0;
-                let mut cursor6 = 0;
-                let wait = Duration::from_secs(u64::from(elp.reclaim_timer_wait_time_secs.max(1)));
-                let max = if elp.max_reclaim_leases == 0 { usize::MAX } else { elp.max_reclaim_leases as usize };
-                let mut last = std::time::Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    if last.elapsed() < wait.min(Duration::from_secs(1)) {
-                        continue;
-                    }
-                    last = std::time::Instant::now();
-                    let now = Now::read().unix_secs;
-                    let mut push = |c: LeaseChange| {
-                        // The journal queue is bounded; a reclaim that cannot be journaled now is
-                        // harmless (replay yields an expired lease, reclaimed again later).
-                        let _ = sink.push(c);
-                    };
-                    let shared = current.load();
-                    shared.store.reclaim4(now, max, &mut cursor4, &mut push);
-                    shared.store.reclaim6(now, max, &mut cursor6, &mut push);
-                }
-            })?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("xdhcp-reclaim".into())
+                    .spawn(move || {
+                        let mut cursor4 = 0;
+                        let mut cursor6 = 0;
+                        let wait =
+                            Duration::from_secs(u64::from(elp.reclaim_timer_wait_time_secs.max(1)));
+                        let max = if elp.max_reclaim_leases == 0 {
+                            usize::MAX
+                        } else {
+                            elp.max_reclaim_leases as usize
+                        };
+                        let mut last = std::time::Instant::now();
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(200));
+                            if last.elapsed() < wait.min(Duration::from_secs(1)) {
+                                continue;
+                            }
+                            last = std::time::Instant::now();
+                            let now = Now::read().unix_secs;
+                            let mut push = |c: LeaseChange| {
+                                // The journal queue is bounded; a reclaim that cannot be journaled now is
+                                // harmless (replay yields an expired lease, reclaimed again later).
+                                let _ = sink.push(c);
+                            };
+                            let shared = current.load();
+                            shared.store.reclaim4(now, max, &mut cursor4, &mut push);
+                            shared.store.reclaim6(now, max, &mut cursor6, &mut push);
+                        }
+                    })?,
+            );
         }
         let config = Arc::new(parking_lot::Mutex::new(cfg.clone()));
         if let Some(cs) = &control_socket {
@@ -323,7 +423,16 @@ impl Server {
                     current: Some(current.clone()),
                     reload: Some(Box::new({
                         let (current, config) = (current.clone(), config.clone());
-                        move |path: Option<&std::path::Path>| reload(&current, &config, path, workers, &ifaces, server_duid.clone())
+                        move |path: Option<&std::path::Path>| {
+                            reload(
+                                &current,
+                                &config,
+                                path,
+                                workers,
+                                &ifaces,
+                                server_duid.clone(),
+                            )
+                        }
                     })),
                     journal: journal.clone(),
                     sink: parking_lot::Mutex::new(sink_for(&journal)),
@@ -333,9 +442,19 @@ impl Server {
             )?;
             threads.push(h);
         } else {
-            tracing::warn!("no control-socket configured: lease and statistics commands are unavailable");
+            tracing::warn!(
+                "no control-socket configured: lease and statistics commands are unavailable"
+            );
         }
-        Ok(Server { shared, current, config, journal, backend: Some(backend), stop, threads })
+        Ok(Server {
+            shared,
+            current,
+            config,
+            journal,
+            backend: Some(backend),
+            stop,
+            threads,
+        })
     }
 
     /// The state workers currently use (changes on configuration reload).
@@ -399,7 +518,11 @@ fn import_kea_csv(shared: &Shared, journal: &Journal, csv: &std::path::Path) -> 
     Ok(())
 }
 
-fn import_kea_csv6(shared: &Shared, journal: &Journal, csv: &std::path::Path) -> anyhow::Result<()> {
+fn import_kea_csv6(
+    shared: &Shared,
+    journal: &Journal,
+    csv: &std::path::Path,
+) -> anyhow::Result<()> {
     let f = std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
     let leases = crate::lease::csv::read_lease6_csv(std::io::BufReader::new(f))
         .with_context(|| format!("importing Kea memfile {}", csv.display()))?;
@@ -437,7 +560,9 @@ pub fn reload(
     server_duid: Option<Vec<u8>>,
 ) -> Result<String, String> {
     let mut cfg_guard = config.lock();
-    let path = path.map(std::path::Path::to_path_buf).unwrap_or_else(|| cfg_guard.source.clone());
+    let path = path
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| cfg_guard.source.clone());
     let loaded = xdhcp_config::load_file(&path).map_err(|e| e.to_string())?;
     let new_cfg = loaded.config;
     let names = |c: &Config| -> Vec<String> {
@@ -460,11 +585,13 @@ pub fn reload(
             names(&new_cfg)
         ));
     }
-    let new = build_shared_with_duid(&new_cfg, workers, ifaces.to_vec(), server_duid).map_err(|e| format!("{e:#}"))?;
+    let new = build_shared_with_duid(&new_cfg, workers, ifaces.to_vec(), server_duid)
+        .map_err(|e| format!("{e:#}"))?;
     let old = current.load_full();
     new.stats.adopt(&old.stats);
     new.gate.adopt(&old.gate);
-    new.enabled.store(old.enabled.load(Ordering::Relaxed), Ordering::Relaxed);
+    new.enabled
+        .store(old.enabled.load(Ordering::Relaxed), Ordering::Relaxed);
     // Quiesce: workers see `retired` on their next frame and drop it (counted) until they pick
     // up the new state; a frame already in flight finishes within microseconds.
     old.retired.store(true, Ordering::SeqCst);
@@ -473,7 +600,11 @@ pub fn reload(
     let mut outside = 0usize;
     old.store.for_each4(&mut |l| {
         copied += 1;
-        if new.store.pool_of(u128::from(u32::from(l.addr)), None).is_none() {
+        if new
+            .store
+            .pool_of(u128::from(u32::from(l.addr)), None)
+            .is_none()
+        {
             outside += 1;
         }
         new.store.put4(l.clone());

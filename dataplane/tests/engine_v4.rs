@@ -50,31 +50,65 @@ struct Harness {
 
 impl Harness {
     fn new(json: &str) -> Harness {
-        let loaded = xdhcp_config::load_str(json, std::path::Path::new("test.json")).unwrap_or_else(|e| panic!("{e}"));
-        let shared = Arc::new(xdhcp_dataplane::server::build_shared(&loaded.config, 1, vec![(7, "test0".into())]).unwrap());
+        let loaded = xdhcp_config::load_str(json, std::path::Path::new("test.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shared = Arc::new(
+            xdhcp_dataplane::server::build_shared(&loaded.config, 1, vec![(7, "test0".into())])
+                .unwrap(),
+        );
         let sink = VecSink::default();
         let worker = Worker::new(shared.clone(), 0, Box::new(sink.clone()));
-        Harness { worker, sink, shared, now: 1_800_000_000 }
+        Harness {
+            worker,
+            sink,
+            shared,
+            now: 1_800_000_000,
+        }
     }
 
     fn ctx() -> RxContext {
-        RxContext { ifindex: 7, queue: 0, if_mac: SERVER_MAC, if_ipv4: SERVER_IP }
+        RxContext {
+            ifindex: 7,
+            queue: 0,
+            if_mac: SERVER_MAC,
+            if_ipv4: SERVER_IP,
+        }
     }
 
     /// Send a DHCP payload from a client (or a relay when `giaddr` is set) and return the reply frame.
-    fn send(&mut self, payload: &[u8], src_mac: [u8; 6], src_ip: Ipv4Addr, dst_ip: Ipv4Addr, src_port: u16) -> Option<Vec<u8>> {
+    fn send(
+        &mut self,
+        payload: &[u8],
+        src_mac: [u8; 6],
+        src_ip: Ipv4Addr,
+        dst_ip: Ipv4Addr,
+        src_port: u16,
+    ) -> Option<Vec<u8>> {
         let mut frame = vec![0u8; 1600];
         let off = payload_offset_v4(None);
         frame[off..off + payload.len()].copy_from_slice(payload);
-        let r = Udp4Reply { src_mac, dst_mac: BROADCAST_MAC, vlan_tci: None, src_ip, dst_ip, src_port, dst_port: 67 };
+        let r = Udp4Reply {
+            src_mac,
+            dst_mac: BROADCAST_MAC,
+            vlan_tci: None,
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port: 67,
+        };
         let n = write_udp4_headers(&mut frame, &r, payload.len());
         frame.truncate(n);
         let mut tx = vec![0u8; 2048];
-        let now = Now { unix_secs: self.now, mono_ns: self.now * 1_000_000_000 };
-        self.worker.handle_frame(now, &Self::ctx(), &frame, &mut tx).map(|len| {
-            tx.truncate(len);
-            tx
-        })
+        let now = Now {
+            unix_secs: self.now,
+            mono_ns: self.now * 1_000_000_000,
+        };
+        self.worker
+            .handle_frame(now, &Self::ctx(), &frame, &mut tx)
+            .map(|len| {
+                tx.truncate(len);
+                tx
+            })
     }
 
     fn client(&mut self, payload: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
@@ -99,7 +133,10 @@ struct Reply {
 impl Reply {
     fn parse(frame: &[u8]) -> Reply {
         let f = parse_udp_frame(frame).expect("reply frame parses");
-        Reply { frame: f, dhcp: frame[f.payload_start..f.payload_end].to_vec() }
+        Reply {
+            frame: f,
+            dhcp: frame[f.payload_start..f.payload_end].to_vec(),
+        }
     }
     fn with<T>(&self, f: impl FnOnce(&Dhcp4View<'_>) -> T) -> T {
         let mut s = Box::<Dhcp4Scratch>::default();
@@ -116,14 +153,19 @@ impl Reply {
         self.with(|v| v.option(code).map(|o| o.to_vec()))
     }
     fn u32opt(&self, code: u8) -> Option<u32> {
-        self.opt(code).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.opt(code)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn dst(&self) -> ([u8; 6], Ipv4Addr, u16) {
-        let L3::V4 { dst, .. } = self.frame.l3 else { panic!("not v4") };
+        let L3::V4 { dst, .. } = self.frame.l3 else {
+            panic!("not v4")
+        };
         (self.frame.dst_mac, dst, self.frame.dst_port)
     }
     fn src(&self) -> ([u8; 6], Ipv4Addr, u16) {
-        let L3::V4 { src, .. } = self.frame.l3 else { panic!("not v4") };
+        let L3::V4 { src, .. } = self.frame.l3 else {
+            panic!("not v4")
+        };
         (self.frame.src_mac, src, self.frame.src_port)
     }
 }
@@ -133,7 +175,8 @@ fn mac(n: u8) -> [u8; 6] {
 }
 
 fn discover(m: [u8; 6]) -> RequestBuilder {
-    RequestBuilder::new(MessageType::Discover, 0x1000 + u32::from(m[5]), m).option(OPT_PRL, &[1, 3, 6, 15, 42])
+    RequestBuilder::new(MessageType::Discover, 0x1000 + u32::from(m[5]), m)
+        .option(OPT_PRL, &[1, 3, 6, 15, 42])
 }
 
 fn select(m: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
@@ -160,8 +203,15 @@ fn discover_gets_an_offer_addressed_per_rfc2131() {
     let offer = Reply::parse(&h.client(&discover(m).build(), m).unwrap());
     assert_eq!(offer.msg_type(), MessageType::Offer);
     let y = offer.yiaddr();
-    assert!((Ipv4Addr::new(192, 0, 2, 10)..=Ipv4Addr::new(192, 0, 2, 19)).contains(&y), "{y}");
-    assert_ne!(y, Ipv4Addr::new(192, 0, 2, 12), "address reserved for another client must not be offered");
+    assert!(
+        (Ipv4Addr::new(192, 0, 2, 10)..=Ipv4Addr::new(192, 0, 2, 19)).contains(&y),
+        "{y}"
+    );
+    assert_ne!(
+        y,
+        Ipv4Addr::new(192, 0, 2, 12),
+        "address reserved for another client must not be offered"
+    );
     // Unicast to yiaddr at the client's MAC (no broadcast bit, no ciaddr, no giaddr).
     assert_eq!(offer.dst(), (m, y, 68));
     assert_eq!(offer.src(), (SERVER_MAC, SERVER_IP, 67));
@@ -186,18 +236,26 @@ fn discover_gets_an_offer_addressed_per_rfc2131() {
 fn options_not_requested_are_not_sent() {
     let mut h = Harness::new(&config("", ""));
     let m = mac(2);
-    let d = RequestBuilder::new(MessageType::Discover, 1, m).option(OPT_PRL, &[1]).build();
+    let d = RequestBuilder::new(MessageType::Discover, 1, m)
+        .option(OPT_PRL, &[1])
+        .build();
     let offer = Reply::parse(&h.client(&d, m).unwrap());
     assert_eq!(offer.opt(42), None, "ntp-servers was not requested");
     assert!(offer.opt(2).is_some(), "always-send");
-    assert!(offer.opt(OPT_ROUTERS).is_some(), "routers is always sent, as Kea does");
+    assert!(
+        offer.opt(OPT_ROUTERS).is_some(),
+        "routers is always sent, as Kea does"
+    );
 }
 
 #[test]
 fn broadcast_flag_gives_broadcast_reply() {
     let mut h = Harness::new(&config("", ""));
     let m = mac(3);
-    let offer = Reply::parse(&h.client(&discover(m).flags(FLAG_BROADCAST).build(), m).unwrap());
+    let offer = Reply::parse(
+        &h.client(&discover(m).flags(FLAG_BROADCAST).build(), m)
+            .unwrap(),
+    );
     assert_eq!(offer.dst(), (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68));
 }
 
@@ -212,7 +270,10 @@ fn selecting_request_is_acked_and_journaled() {
     assert_eq!(j.len(), 1);
     match &j[0] {
         LeaseChange::Put4(l) => {
-            assert_eq!((l.addr, l.state, l.valid_lft, l.subnet_id), (y, LeaseState::Assigned, 4000, 1));
+            assert_eq!(
+                (l.addr, l.state, l.valid_lft, l.subnet_id),
+                (y, LeaseState::Assigned, 4000, 1)
+            );
             assert_eq!(l.hwaddr.as_slice(), &m);
             assert_eq!(l.cltt, h.now);
         }
@@ -234,7 +295,10 @@ fn request_for_another_server_frees_the_offer() {
         .build();
     assert!(h.client(&other, m).is_none());
     assert_eq!(h.drops(DropReason::NotOurServerId), 1);
-    assert!(h.shared.store.get_by_addr4(offer.yiaddr()).is_none(), "offered address returned to the pool");
+    assert!(
+        h.shared.store.get_by_addr4(offer.yiaddr()).is_none(),
+        "offered address returned to the pool"
+    );
 }
 
 #[test]
@@ -244,7 +308,11 @@ fn selecting_request_for_an_address_held_by_another_is_nakked() {
     let nak = Reply::parse(&h.client(&select(mac(7), a), mac(7)).unwrap());
     assert_eq!(nak.msg_type(), MessageType::Nak);
     assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(nak.dst(), (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68), "a NAK not relayed is broadcast");
+    assert_eq!(
+        nak.dst(),
+        (BROADCAST_MAC, Ipv4Addr::BROADCAST, 68),
+        "a NAK not relayed is broadcast"
+    );
     assert_eq!(nak.opt(OPT_SERVER_ID), Some(SERVER_IP.octets().to_vec()));
     assert_eq!(nak.opt(OPT_LEASE_TIME), None);
 }
@@ -255,14 +323,22 @@ fn init_reboot_paths() {
     let m = mac(8);
     let a = dora(&mut h, m).yiaddr();
     // INIT-REBOOT with the right address: ACK.
-    let reboot = |addr: Ipv4Addr| RequestBuilder::new(MessageType::Request, 3, m).option(OPT_REQUESTED_IP, &addr.octets()).build();
+    let reboot = |addr: Ipv4Addr| {
+        RequestBuilder::new(MessageType::Request, 3, m)
+            .option(OPT_REQUESTED_IP, &addr.octets())
+            .build()
+    };
     let ack = Reply::parse(&h.client(&reboot(a), m).unwrap());
     assert_eq!((ack.msg_type(), ack.yiaddr()), (MessageType::Ack, a));
     // Wrong network: NAK.
     let nak = Reply::parse(&h.client(&reboot(Ipv4Addr::new(172, 16, 0, 5)), m).unwrap());
     assert_eq!(nak.msg_type(), MessageType::Nak);
     // Another address in the right subnet while it holds `a`: NAK.
-    let other = if a == Ipv4Addr::new(192, 0, 2, 10) { Ipv4Addr::new(192, 0, 2, 11) } else { Ipv4Addr::new(192, 0, 2, 10) };
+    let other = if a == Ipv4Addr::new(192, 0, 2, 10) {
+        Ipv4Addr::new(192, 0, 2, 11)
+    } else {
+        Ipv4Addr::new(192, 0, 2, 10)
+    };
     let nak = Reply::parse(&h.client(&reboot(other), m).unwrap());
     assert_eq!(nak.msg_type(), MessageType::Nak);
 }
@@ -273,8 +349,13 @@ fn init_reboot_of_unknown_client_is_silent_when_not_authoritative() {
     let mut h = Harness::new(&cfg);
     let a = dora(&mut h, mac(9)).yiaddr();
     let m = mac(10);
-    let r = RequestBuilder::new(MessageType::Request, 3, m).option(OPT_REQUESTED_IP, &a.octets()).build();
-    assert!(h.client(&r, m).is_none(), "unknown client asking for someone else's address: silence");
+    let r = RequestBuilder::new(MessageType::Request, 3, m)
+        .option(OPT_REQUESTED_IP, &a.octets())
+        .build();
+    assert!(
+        h.client(&r, m).is_none(),
+        "unknown client asking for someone else's address: silence"
+    );
     assert_eq!(h.drops(DropReason::NoLeaseForClient), 1);
 }
 
@@ -284,10 +365,15 @@ fn unknown_client_renewing_a_free_address_gets_it() {
     let mut h = Harness::new(&config("", ""));
     let m = mac(11);
     let a = Ipv4Addr::new(192, 0, 2, 15);
-    let renew = RequestBuilder::new(MessageType::Request, 4, m).ciaddr(a).build();
+    let renew = RequestBuilder::new(MessageType::Request, 4, m)
+        .ciaddr(a)
+        .build();
     let ack = Reply::parse(&h.send(&renew, m, a, SERVER_IP, 68).unwrap());
     assert_eq!((ack.msg_type(), ack.yiaddr()), (MessageType::Ack, a));
-    assert_eq!(h.shared.store.get_by_addr4(a).unwrap().hwaddr.as_slice(), &m);
+    assert_eq!(
+        h.shared.store.get_by_addr4(a).unwrap().hwaddr.as_slice(),
+        &m
+    );
 }
 
 #[test]
@@ -296,7 +382,9 @@ fn renewing_and_rebinding_unicast_to_ciaddr() {
     let m = mac(12);
     let a = dora(&mut h, m).yiaddr();
     h.now += 1000;
-    let renew = RequestBuilder::new(MessageType::Request, 5, m).ciaddr(a).build();
+    let renew = RequestBuilder::new(MessageType::Request, 5, m)
+        .ciaddr(a)
+        .build();
     let ack = Reply::parse(&h.send(&renew, m, a, SERVER_IP, 68).unwrap());
     assert_eq!(ack.msg_type(), MessageType::Ack);
     assert_eq!(ack.yiaddr(), a);
@@ -305,10 +393,26 @@ fn renewing_and_rebinding_unicast_to_ciaddr() {
     h.now += 1000;
     let ack = Reply::parse(&h.send(&renew, m, a, Ipv4Addr::BROADCAST, 68).unwrap());
     assert_eq!(ack.dst(), (m, a, 68));
-    let cltts: Vec<u64> = h.journal().iter().filter_map(|c| if let LeaseChange::Put4(l) = c { Some(l.cltt) } else { None }).collect();
-    assert_eq!(cltts, vec![h.now - 2000, h.now - 1000, h.now], "every ACK is journaled with a new cltt");
+    let cltts: Vec<u64> = h
+        .journal()
+        .iter()
+        .filter_map(|c| {
+            if let LeaseChange::Put4(l) = c {
+                Some(l.cltt)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        cltts,
+        vec![h.now - 2000, h.now - 1000, h.now],
+        "every ACK is journaled with a new cltt"
+    );
     // Renewing an address it does not hold: NAK.
-    let other = RequestBuilder::new(MessageType::Request, 6, mac(13)).ciaddr(a).build();
+    let other = RequestBuilder::new(MessageType::Request, 6, mac(13))
+        .ciaddr(a)
+        .build();
     let nak = Reply::parse(&h.send(&other, mac(13), a, SERVER_IP, 68).unwrap());
     assert_eq!(nak.msg_type(), MessageType::Nak);
 }
@@ -318,17 +422,30 @@ fn release_frees_the_address_but_keeps_affinity() {
     let mut h = Harness::new(&config("", ""));
     let m = mac(14);
     let a = dora(&mut h, m).yiaddr();
-    let rel = RequestBuilder::new(MessageType::Release, 7, m).ciaddr(a).option(OPT_SERVER_ID, &SERVER_IP.octets()).build();
-    assert!(h.send(&rel, m, a, SERVER_IP, 68).is_none(), "RELEASE has no reply");
+    let rel = RequestBuilder::new(MessageType::Release, 7, m)
+        .ciaddr(a)
+        .option(OPT_SERVER_ID, &SERVER_IP.octets())
+        .build();
+    assert!(
+        h.send(&rel, m, a, SERVER_IP, 68).is_none(),
+        "RELEASE has no reply"
+    );
     let l = h.shared.store.get_by_addr4(a).unwrap();
     assert_eq!(l.state, LeaseState::ExpiredReclaimed);
-    assert!(matches!(h.journal().last(), Some(LeaseChange::Put4(l)) if l.state == LeaseState::ExpiredReclaimed));
+    assert!(
+        matches!(h.journal().last(), Some(LeaseChange::Put4(l)) if l.state == LeaseState::ExpiredReclaimed)
+    );
     // The client comes back and gets the same address.
     assert_eq!(dora(&mut h, m).yiaddr(), a);
     // A RELEASE from another client for that address changes nothing.
-    let forged = RequestBuilder::new(MessageType::Release, 8, mac(15)).ciaddr(a).build();
+    let forged = RequestBuilder::new(MessageType::Release, 8, mac(15))
+        .ciaddr(a)
+        .build();
     assert!(h.send(&forged, mac(15), a, SERVER_IP, 68).is_none());
-    assert_eq!(h.shared.store.get_by_addr4(a).unwrap().state, LeaseState::Assigned);
+    assert_eq!(
+        h.shared.store.get_by_addr4(a).unwrap().state,
+        LeaseState::Assigned
+    );
 }
 
 #[test]
@@ -345,11 +462,16 @@ fn decline_quarantines_the_address() {
     assert_eq!((l.state, l.valid_lft), (LeaseState::Declined, 600));
     assert!(l.hwaddr.is_empty());
     let again = dora(&mut h, m).yiaddr();
-    assert_ne!(again, a, "a declined address is not handed out during probation");
+    assert_ne!(
+        again, a,
+        "a declined address is not handed out during probation"
+    );
     // After probation the reclaimer frees it.
     let mut cursor = 0;
     let mut changes = Vec::new();
-    h.shared.store.reclaim4(h.now + 601, 100, &mut cursor, &mut |c| changes.push(c));
+    h.shared
+        .store
+        .reclaim4(h.now + 601, 100, &mut cursor, &mut |c| changes.push(c));
     assert!(changes.contains(&LeaseChange::Del4(a)));
     assert!(h.shared.store.get_by_addr4(a).is_none());
 }
@@ -359,13 +481,20 @@ fn inform_gets_options_without_a_lease() {
     let mut h = Harness::new(&config("", ""));
     let m = mac(17);
     let ci = Ipv4Addr::new(192, 0, 2, 77);
-    let inf = RequestBuilder::new(MessageType::Inform, 10, m).ciaddr(ci).option(OPT_PRL, &[3, 6]).build();
+    let inf = RequestBuilder::new(MessageType::Inform, 10, m)
+        .ciaddr(ci)
+        .option(OPT_PRL, &[3, 6])
+        .build();
     let ack = Reply::parse(&h.send(&inf, m, ci, SERVER_IP, 68).unwrap());
     assert_eq!(ack.msg_type(), MessageType::Ack);
     assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(ack.with(|v| v.ciaddr()), ci);
     assert_eq!(ack.opt(OPT_LEASE_TIME), None);
-    assert_eq!(ack.opt(OPT_ROUTERS), Some(vec![192, 0, 2, 1]), "subnet scope, not the pool's");
+    assert_eq!(
+        ack.opt(OPT_ROUTERS),
+        Some(vec![192, 0, 2, 1]),
+        "subnet scope, not the pool's"
+    );
     assert_eq!(ack.dst(), (m, ci, 68));
     assert!(h.journal().is_empty());
 }
@@ -376,15 +505,22 @@ fn relayed_traffic_selects_by_relay_and_echoes_option_82() {
     let m = mac(18);
     let giaddr = Ipv4Addr::new(10, 20, 0, 1);
     let o82 = [1u8, 3, b'p', b'o', b'1', 2, 2, 0xab, 0xcd];
-    let d = discover(m).giaddr(giaddr).option(OPT_RELAY_AGENT, &o82).build();
+    let d = discover(m)
+        .giaddr(giaddr)
+        .option(OPT_RELAY_AGENT, &o82)
+        .build();
     let offer = Reply::parse(&h.send(&d, RELAY_MAC, giaddr, SERVER_IP, 67).unwrap());
-    assert!((Ipv4Addr::new(10, 20, 1, 0)..=Ipv4Addr::new(10, 20, 1, 255)).contains(&offer.yiaddr()));
-    assert_eq!(offer.dst(), (RELAY_MAC, giaddr, 67), "relayed replies go to giaddr:67");
+    assert!(
+        (Ipv4Addr::new(10, 20, 1, 0)..=Ipv4Addr::new(10, 20, 1, 255)).contains(&offer.yiaddr())
+    );
+    assert_eq!(
+        offer.dst(),
+        (RELAY_MAC, giaddr, 67),
+        "relayed replies go to giaddr:67"
+    );
     assert_eq!(offer.with(|v| v.giaddr()), giaddr);
     assert_eq!(offer.opt(OPT_RELAY_AGENT), Some(o82.to_vec()));
     // Option 82 is the last option before END (RFC 3046).
-    let last_opt = offer.with(|_| ());
-    let _ = last_opt;
     let body = &offer.dhcp[FIXED_LEN + 4..];
     let mut i = 0;
     let mut last = 0;
@@ -421,20 +557,35 @@ fn relay_from_unknown_network_is_dropped_and_counted() {
 fn reservations_by_hw_address_and_client_id() {
     let mut h = Harness::new(&config("", ""));
     let hw = [0xaa, 0xbb, 0xcc, 0, 0, 1];
-    let offer = Reply::parse(&h.client(&discover(hw).option(OPT_HOSTNAME, b"x").build(), hw).unwrap());
+    let offer = Reply::parse(
+        &h.client(&discover(hw).option(OPT_HOSTNAME, b"x").build(), hw)
+            .unwrap(),
+    );
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(192, 0, 2, 100));
-    assert_eq!(offer.opt(OPT_DNS), Some(vec![192, 0, 2, 99]), "reservation options win");
+    assert_eq!(
+        offer.opt(OPT_DNS),
+        Some(vec![192, 0, 2, 99]),
+        "reservation options win"
+    );
     assert_eq!(offer.opt(OPT_HOSTNAME), Some(b"reserved-host".to_vec()));
     let m = mac(20);
-    let d = discover(m).option(OPT_CLIENT_ID, &[1, 0xaa, 0xbb, 0xcc, 0, 0, 2]).build();
+    let d = discover(m)
+        .option(OPT_CLIENT_ID, &[1, 0xaa, 0xbb, 0xcc, 0, 0, 2])
+        .build();
     let offer = Reply::parse(&h.client(&d, m).unwrap());
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(192, 0, 2, 101));
     // The in-pool reservation 192.0.2.12 goes to its owner only.
     let owner = [0xaa, 0xbb, 0xcc, 0, 0, 3];
-    assert_eq!(Reply::parse(&h.client(&discover(owner).build(), owner).unwrap()).yiaddr(), Ipv4Addr::new(192, 0, 2, 12));
+    assert_eq!(
+        Reply::parse(&h.client(&discover(owner).build(), owner).unwrap()).yiaddr(),
+        Ipv4Addr::new(192, 0, 2, 12)
+    );
     let thief = mac(21);
     let r = select(thief, Ipv4Addr::new(192, 0, 2, 12));
-    assert_eq!(Reply::parse(&h.client(&r, thief).unwrap()).msg_type(), MessageType::Nak);
+    assert_eq!(
+        Reply::parse(&h.client(&r, thief).unwrap()).msg_type(),
+        MessageType::Nak
+    );
 }
 
 #[test]
@@ -450,7 +601,10 @@ fn client_id_keys_the_lease_when_match_client_id() {
         .option(OPT_REQUESTED_IP, &a.octets())
         .option(OPT_CLIENT_ID, &cid)
         .build();
-    assert_eq!(Reply::parse(&h.client(&req, m).unwrap()).msg_type(), MessageType::Ack);
+    assert_eq!(
+        Reply::parse(&h.client(&req, m).unwrap()).msg_type(),
+        MessageType::Ack
+    );
     // Same client-id from a new NIC: same lease.
     let m2 = mac(23);
     assert_eq!(Reply::parse(&h.client(&d(m2), m2).unwrap()).yiaddr(), a);
@@ -468,7 +622,14 @@ fn shared_network_spills_into_the_next_subnet_and_exhaustion_is_counted() {
         got.push(dora(&mut h, mac(30 + i)).yiaddr());
     }
     got.sort();
-    assert_eq!(got, vec![Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11), Ipv4Addr::new(198, 51, 100, 10)]);
+    assert_eq!(
+        got,
+        vec![
+            Ipv4Addr::new(192, 0, 2, 10),
+            Ipv4Addr::new(192, 0, 2, 11),
+            Ipv4Addr::new(198, 51, 100, 10)
+        ]
+    );
     let m = mac(40);
     assert!(h.client(&discover(m).build(), m).is_none());
     assert_eq!(h.drops(DropReason::NoAddressAvailable), 1);
@@ -505,11 +666,20 @@ fn malformed_frames_are_dropped_and_counted_never_panic() {
     assert_eq!(h.drops(DropReason::MissingMessageType), 1);
     // Raw garbage and oversized frames through the frame parser.
     let mut tx = vec![0u8; 2048];
-    let now = Now { unix_secs: h.now, mono_ns: 0 };
+    let now = Now {
+        unix_secs: h.now,
+        mono_ns: 0,
+    };
     for n in [0usize, 1, 13, 14, 33, 41] {
-        assert!(h.worker.handle_frame(now, &Harness::ctx(), &vec![0xffu8; n], &mut tx).is_none());
+        assert!(h
+            .worker
+            .handle_frame(now, &Harness::ctx(), &vec![0xffu8; n], &mut tx)
+            .is_none());
     }
-    assert!(h.worker.handle_frame(now, &Harness::ctx(), &vec![0u8; 9000], &mut tx).is_none());
+    assert!(h
+        .worker
+        .handle_frame(now, &Harness::ctx(), &vec![0u8; 9000], &mut tx)
+        .is_none());
     assert_eq!(h.drops(DropReason::OversizedFrame), 1);
     // Still serving.
     assert_eq!(dora(&mut h, mac(51)).msg_type(), MessageType::Ack);

@@ -1026,3 +1026,166 @@ fn dual_stack_config_serves_both_families_from_one_store() {
         LeaseState::Assigned
     );
 }
+
+fn control(h: &Harness) -> xdhcp_dataplane::control_socket::Context {
+    let loaded = xdhcp_config::load_str(&config(""), std::path::Path::new("test.json")).unwrap();
+    xdhcp_dataplane::control_socket::Context {
+        shared: h.shared.clone(),
+        current: None,
+        reload: None,
+        journal: None,
+        sink: parking_lot::Mutex::new(Box::new(h.sink.clone())),
+        config: Arc::new(parking_lot::Mutex::new(loaded.config)),
+        stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    }
+}
+
+fn command(
+    ctx: &xdhcp_dataplane::control_socket::Context,
+    cmd: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    let req = serde_json::json!({ "command": cmd, "service": ["dhcp6"], "arguments": args });
+    xdhcp_dataplane::control_socket::handle(ctx, &req, std::time::Instant::now())
+}
+
+#[test]
+fn lease6_commands_as_kea_ha_sends_and_reads_them() {
+    use serde_json::json;
+    let mut h = Harness::new(&config(""));
+    let c = duid(30);
+    let (na, pd) = bind(&mut h, &c);
+    let ctx = control(&h);
+    let r = command(&ctx, "lease6-get", json!({ "ip-address": na.to_string() }));
+    assert_eq!(r["result"], 0, "{r}");
+    assert_eq!(r["arguments"]["type"], "IA_NA");
+    assert_eq!(r["arguments"]["duid"], "00:03:00:01:02:00:00:00:c1:1e");
+    assert_eq!(
+        (
+            r["arguments"]["iaid"].as_u64(),
+            r["arguments"]["subnet-id"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let r = command(
+        &ctx,
+        "lease6-get",
+        json!({ "ip-address": pd.to_string(), "type": "IA_PD" }),
+    );
+    assert_eq!(
+        (r["result"].as_u64(), r["arguments"]["prefix-len"].as_u64()),
+        (Some(0), Some(56))
+    );
+    let r = command(
+        &ctx,
+        "lease6-get",
+        json!({ "identifier-type": "duid", "identifier": "00:03:00:01:02:00:00:00:c1:1e", "iaid": 2, "subnet-id": 1, "type": "IA_PD" }),
+    );
+    assert_eq!(r["arguments"]["ip-address"], pd.to_string());
+
+    // What a Kea 2.2 partner sends after answering a client: one bulk-apply per packet.
+    let expire = NOW + 4000;
+    let r = command(
+        &ctx,
+        "lease6-bulk-apply",
+        json!({
+            "deleted-leases": [ { "ip-address": na.to_string(), "type": "IA_NA", "duid": "00:03:00:01:02:00:00:00:c1:1e", "iaid": 1, "subnet-id": 1 } ],
+            "leases": [
+                { "ip-address": "2001:db8:1::150", "duid": "00:01:00:01:aa:bb:cc:dd:ee:ff:00:11", "iaid": 7, "subnet-id": 1,
+                  "type": "IA_NA", "valid-lft": 4000, "preferred-lft": 3000, "expire": expire,
+                  "fqdn-fwd": false, "fqdn-rev": false, "hostname": "", "state": 0 },
+                { "ip-address": "2001:db8:8000:4200::", "prefix-len": 56, "duid": "00:01:00:01:aa:bb:cc:dd:ee:ff:00:11", "iaid": 8,
+                  "subnet-id": 1, "type": "IA_PD", "valid-lft": 4000, "preferred-lft": 3000, "expire": expire,
+                  "fqdn-fwd": false, "fqdn-rev": false, "hostname": "", "state": 0 },
+                { "ip-address": "2001:db8:1::151", "duid": "01:02", "iaid": 1, "subnet-id": 42, "type": "IA_NA",
+                  "valid-lft": 4000, "expire": expire, "fqdn-fwd": false, "fqdn-rev": false, "hostname": "", "state": 0 } ]
+        }),
+    );
+    assert_eq!(r["result"], 0, "{r}");
+    assert_eq!(r["arguments"]["failed-deleted-leases"], json!([]));
+    let failed = r["arguments"]["failed-leases"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "unknown subnet-id 42 fails");
+    assert_eq!(
+        (
+            failed[0]["ip-address"].as_str(),
+            failed[0]["result"].as_u64()
+        ),
+        (Some("2001:db8:1::151"), Some(1))
+    );
+    assert!(h.shared.store.get_by_addr6(na, Lease6Type::Na).is_none());
+    let got = h
+        .shared
+        .store
+        .get_by_addr6(a("2001:db8:1::150"), Lease6Type::Na)
+        .unwrap();
+    assert_eq!((got.cltt, got.preferred_lft, got.iaid), (NOW, 3000, 7));
+    let j = h.journal();
+    assert!(j.contains(&LeaseChange::Del6(na, Lease6Type::Na)));
+    assert!(j.iter().any(|c| matches!(c, LeaseChange::Put6(l) if l.addr == a("2001:db8:8000:4200::") && l.prefix_len == 56)));
+    // The engine respects what the partner leased: nobody else gets it.
+    let adv = h.exchange(
+        &solicit(1, &duid(31))
+            .ia_na(1, &[(a("2001:db8:1::150"), 0, 0)])
+            .build(),
+        Via::Direct,
+    );
+    assert_ne!(adv.ias()[0].addrs[0].0, a("2001:db8:1::150"));
+
+    // Paging as Kea's sync does: from "start", then from the last address of each page.
+    let mut seen = Vec::new();
+    let mut from = "start".to_string();
+    loop {
+        let r = command(&ctx, "lease6-get-page", json!({ "from": from, "limit": 1 }));
+        if r["result"] == 3 {
+            break;
+        }
+        assert_eq!(r["arguments"]["count"], 1);
+        let l = &r["arguments"]["leases"][0];
+        assert!(l["cltt"].as_u64().unwrap() > 0 && l["subnet-id"].as_u64().unwrap() > 0);
+        from = l["ip-address"].as_str().unwrap().to_string();
+        seen.push(from.clone());
+        assert!(seen.len() < 10, "paging must end");
+    }
+    // pd (bound), 2001:db8:1::150, 2001:db8:8000:4200:: and the ADVERTISE hold (not shown).
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let r = command(&ctx, "lease6-get-all", json!({}));
+    assert_eq!(r["arguments"]["leases"].as_array().unwrap().len(), 3);
+
+    // add / update / del semantics.
+    let l =
+        json!({ "ip-address": "2001:db8:1::160", "duid": "00:01:02", "iaid": 3, "valid-lft": 100 });
+    assert_eq!(command(&ctx, "lease6-add", l.clone())["result"], 0);
+    assert_eq!(
+        command(
+            &ctx,
+            "lease6-get",
+            json!({ "ip-address": "2001:db8:1::160" })
+        )["arguments"]["subnet-id"],
+        1
+    );
+    assert_eq!(command(&ctx, "lease6-add", l.clone())["result"], 1);
+    let missing = json!({ "ip-address": "2001:db8:1::161", "duid": "00:01:02", "iaid": 3 });
+    assert_eq!(command(&ctx, "lease6-update", missing)["result"], 3);
+    assert_eq!(
+        command(
+            &ctx,
+            "lease6-del",
+            json!({ "ip-address": "2001:db8:1::160" })
+        )["result"],
+        0
+    );
+    assert_eq!(
+        command(
+            &ctx,
+            "lease6-del",
+            json!({ "ip-address": "2001:db8:1::160" })
+        )["result"],
+        3
+    );
+    let cmds = command(&ctx, "list-commands", json!({}));
+    assert!(cmds["arguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "lease6-bulk-apply"));
+}

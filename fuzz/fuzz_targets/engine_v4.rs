@@ -18,18 +18,38 @@ const CONFIG: &str = r#"{ "Dhcp4": { "interfaces-config": { "interfaces": ["fuzz
 fn worker() -> &'static std::sync::Mutex<Worker> {
     static W: OnceLock<std::sync::Mutex<Worker>> = OnceLock::new();
     W.get_or_init(|| {
-        let cfg = xdhcp_config::load_str(CONFIG, std::path::Path::new("fuzz.json")).expect("fuzz config");
-        let shared = Arc::new(xdhcp_dataplane::server::build_shared(&cfg.config, 1, vec![(1, "fuzz0".into())]).unwrap());
+        let cfg =
+            xdhcp_config::load_str(CONFIG, std::path::Path::new("fuzz.json")).expect("fuzz config");
+        let shared = Arc::new(
+            xdhcp_dataplane::server::build_shared(&cfg.config, 1, vec![(1, "fuzz0".into())])
+                .unwrap(),
+        );
         std::sync::Mutex::new(Worker::new(shared, 0, Box::new(NullSink)))
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let ctx = RxContext { ifindex: 1, queue: 0, if_mac: [2, 0, 0, 0, 0, 1], if_ipv4: [192, 0, 2, 1].into() };
+    let ctx = RxContext {
+        ifindex: 1,
+        queue: 0,
+        if_mac: [2, 0, 0, 0, 0, 1],
+        if_ipv4: [192, 0, 2, 1].into(),
+    };
     let mut tx = vec![0u8; 2048];
     let mut w = worker().lock().unwrap();
-    if let Some(n) = w.handle_frame(Now { unix_secs: 1_800_000_000, mono_ns: 0 }, &ctx, data, &mut tx) {
+    if let Some(n) = w.handle_frame(
+        Now {
+            unix_secs: 1_800_000_000,
+            mono_ns: 0,
+        },
+        &ctx,
+        data,
+        &mut tx,
+    ) {
         assert!(n <= tx.len());
-        assert!(parse_udp_frame(&tx[..n]).is_ok(), "the engine built an unparseable frame");
+        assert!(
+            parse_udp_frame(&tx[..n]).is_ok(),
+            "the engine built an unparseable frame"
+        );
     }
 });

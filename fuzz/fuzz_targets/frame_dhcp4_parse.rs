@@ -22,7 +22,14 @@ fuzz_target!(|data: &[u8]| {
 
 fn touch(v: &Dhcp4View<'_>) {
     let _ = v.message_type();
-    let _ = (v.ciaddr(), v.giaddr(), v.chaddr(), v.client_id(), v.requested_ip(), v.server_id());
+    let _ = (
+        v.ciaddr(),
+        v.giaddr(),
+        v.chaddr(),
+        v.client_id(),
+        v.requested_ip(),
+        v.server_id(),
+    );
     let _ = v.parameter_request_list();
     for code in 0..=255u8 {
         let _ = v.option(code);

@@ -22,10 +22,16 @@ impl Now {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists on Linux.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        Now { unix_secs, mono_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64 }
+        Now {
+            unix_secs,
+            mono_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        }
     }
 }
 
@@ -45,7 +51,13 @@ pub trait FrameHandler: Send {
     /// Handle one received Ethernet frame. If a reply is due, write the complete reply frame
     /// (Ethernet, IP and UDP headers with correct checksums) into `tx` and return its length.
     /// Malformed input returns `None` and is counted inside the handler; it never panics.
-    fn handle_frame(&mut self, now: Now, ctx: &RxContext, rx: &[u8], tx: &mut [u8]) -> Option<usize>;
+    fn handle_frame(
+        &mut self,
+        now: Now,
+        ctx: &RxContext,
+        rx: &[u8],
+        tx: &mut [u8],
+    ) -> Option<usize>;
 
     /// Periodic work (expiry, statistics flush). Called at least once a second by every backend.
     fn tick(&mut self, now: Now);

@@ -26,7 +26,11 @@ pub enum SocketError {
     #[error("interface '{0}' does not exist (check interfaces-config.interfaces)")]
     UnknownInterface(String),
     #[error("{what} on interface '{iface}': {source} (xdhcp needs root or CAP_NET_RAW)")]
-    Sys { what: &'static str, iface: String, source: io::Error },
+    Sys {
+        what: &'static str,
+        iface: String,
+        source: io::Error,
+    },
 }
 
 /// An interface as the backend sees it.
@@ -46,7 +50,11 @@ pub fn interface_info(name: &str) -> Result<Interface, SocketError> {
     if ifindex == 0 {
         return Err(SocketError::UnknownInterface(name.to_string()));
     }
-    let sys = |what, source| SocketError::Sys { what, iface: name.to_string(), source };
+    let sys = |what, source| SocketError::Sys {
+        what,
+        iface: name.to_string(),
+        source,
+    };
     // SAFETY: plain socket creation; the fd is owned immediately.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -56,7 +64,11 @@ pub fn interface_info(name: &str) -> Result<Interface, SocketError> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: ifreq is plain old data; zeroed is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
+    {
         *d = *s as libc::c_char;
     }
     // SAFETY: SIOCGIFHWADDR fills ifr_hwaddr in the ifreq we pass.
@@ -72,17 +84,31 @@ pub fn interface_info(name: &str) -> Result<Interface, SocketError> {
     // SAFETY: as above, SIOCGIFADDR fills ifru_addr; an interface without IPv4 fails, which is fine.
     let ipv4 = if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFADDR, &mut ifr) } == 0 {
         // SAFETY: the kernel wrote a sockaddr_in into the union.
-        let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::addr_of!(ifr.ifr_ifru.ifru_addr).cast()) };
+        let sin: libc::sockaddr_in =
+            unsafe { std::ptr::read(std::ptr::addr_of!(ifr.ifr_ifru.ifru_addr).cast()) };
         Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))
     } else {
         Ipv4Addr::UNSPECIFIED
     };
-    Ok(Interface { name: name.to_string(), ifindex, mac, ipv4 })
+    Ok(Interface {
+        name: name.to_string(),
+        ifindex,
+        mac,
+        ipv4,
+    })
 }
 
 fn setsockopt<T>(fd: i32, level: i32, name: i32, v: &T) -> io::Result<()> {
     // SAFETY: v points to a live T of the size we pass.
-    let r = unsafe { libc::setsockopt(fd, level, name, (v as *const T).cast(), std::mem::size_of::<T>() as u32) };
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -134,16 +160,29 @@ const DHCP_FILTER: [libc::sock_filter; 34] = {
 };
 
 fn attach_filter(fd: i32, prog: &[libc::sock_filter]) -> io::Result<()> {
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut _ };
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut _,
+    };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// A packet socket on one interface, in the fanout group `group`.
 fn open_packet_socket(iface: &Interface, group: u16) -> Result<OwnedFd, SocketError> {
-    let sys = |what, source| SocketError::Sys { what, iface: iface.name.clone(), source };
+    let sys = |what, source| SocketError::Sys {
+        what,
+        iface: iface.name.clone(),
+        source,
+    };
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket creation.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(proto),
+        )
+    };
     if fd < 0 {
         return Err(sys("socket(AF_PACKET)", io::Error::last_os_error()));
     }
@@ -161,20 +200,29 @@ fn open_packet_socket(iface: &Interface, group: u16) -> Result<OwnedFd, SocketEr
     sll.sll_ifindex = iface.ifindex as i32;
     // SAFETY: bind with a sockaddr_ll of the right size.
     let r = unsafe {
-        libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+        libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
     };
     if r < 0 {
         return Err(sys("bind(AF_PACKET)", io::Error::last_os_error()));
     }
     let fanout: i32 = i32::from(group) | (libc::PACKET_FANOUT_LB as i32) << 16;
-    setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout).map_err(|e| sys("PACKET_FANOUT", e))?;
+    setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)
+        .map_err(|e| sys("PACKET_FANOUT", e))?;
     Ok(owned)
 }
 
 /// A UDP socket on `port` bound to the interface that never receives anything: its only job is to
 /// stop the kernel from answering DHCP traffic with ICMP port-unreachable.
 fn open_port_guard(iface: &Interface, port: u16, v6: bool) -> Result<OwnedFd, SocketError> {
-    let sys = |what, source| SocketError::Sys { what, iface: iface.name.clone(), source };
+    let sys = |what, source| SocketError::Sys {
+        what,
+        iface: iface.name.clone(),
+        source,
+    };
     let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
     // SAFETY: plain socket creation.
     let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -183,15 +231,27 @@ fn open_port_guard(iface: &Interface, port: u16, v6: bool) -> Result<OwnedFd, So
     }
     // SAFETY: fresh descriptor.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let drop_all = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+    let drop_all = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
     attach_filter(fd, &drop_all).map_err(|e| sys("SO_ATTACH_FILTER", e))?;
     let one: i32 = 1;
     let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one);
     let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one);
-    let name = CString::new(iface.name.as_str()).map_err(|_| SocketError::UnknownInterface(iface.name.clone()))?;
+    let name = CString::new(iface.name.as_str())
+        .map_err(|_| SocketError::UnknownInterface(iface.name.clone()))?;
     // SAFETY: SO_BINDTODEVICE takes the interface name bytes.
     let r = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), name.as_bytes().len() as u32)
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.as_bytes().len() as u32,
+        )
     };
     if r < 0 {
         return Err(sys("SO_BINDTODEVICE", io::Error::last_os_error()));
@@ -202,14 +262,26 @@ fn open_port_guard(iface: &Interface, port: u16, v6: bool) -> Result<OwnedFd, So
         sa.sin6_family = libc::AF_INET6 as u16;
         sa.sin6_port = port.to_be();
         // SAFETY: bind with a sockaddr_in6.
-        unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_in6).cast(), std::mem::size_of::<libc::sockaddr_in6>() as u32) }
+        unsafe {
+            libc::bind(
+                fd,
+                (&sa as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as u32,
+            )
+        }
     } else {
         // SAFETY: plain data.
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         sa.sin_family = libc::AF_INET as u16;
         sa.sin_port = port.to_be();
         // SAFETY: bind with a sockaddr_in.
-        unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of::<libc::sockaddr_in>() as u32) }
+        unsafe {
+            libc::bind(
+                fd,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        }
     };
     if r < 0 {
         return Err(sys("bind(UDP guard)", io::Error::last_os_error()));
@@ -243,7 +315,11 @@ impl SocketBackend {
         cfg: &SocketBackendConfig,
         make_handler: &dyn Fn(usize) -> Box<dyn FrameHandler>,
     ) -> Result<SocketBackend, SocketError> {
-        let ifaces: Vec<Interface> = cfg.interfaces.iter().map(|n| interface_info(n)).collect::<Result<_, _>>()?;
+        let ifaces: Vec<Interface> = cfg
+            .interfaces
+            .iter()
+            .map(|n| interface_info(n))
+            .collect::<Result<_, _>>()?;
         let mut guards = Vec::new();
         for i in &ifaces {
             guards.push(open_port_guard(i, 67, false)?);
@@ -258,7 +334,8 @@ impl SocketBackend {
             let mut socks = Vec::new();
             for i in &ifaces {
                 // One fanout group per interface per process.
-                let group = ((std::process::id() as u16) ^ (i.ifindex as u16).wrapping_mul(0x9e37)) | 1;
+                let group =
+                    ((std::process::id() as u16) ^ (i.ifindex as u16).wrapping_mul(0x9e37)) | 1;
                 socks.push((open_packet_socket(i, group)?, i.clone()));
             }
             let mut handler = make_handler(w);
@@ -266,10 +343,19 @@ impl SocketBackend {
             let t = std::thread::Builder::new()
                 .name(format!("xdhcp-sock-{w}"))
                 .spawn(move || worker_loop(&socks, handler.as_mut(), &stop))
-                .map_err(|e| SocketError::Sys { what: "spawn", iface: String::new(), source: e })?;
+                .map_err(|e| SocketError::Sys {
+                    what: "spawn",
+                    iface: String::new(),
+                    source: e,
+                })?;
             threads.push(t);
         }
-        Ok(SocketBackend { stop, threads, _guards: guards, interfaces: ifaces })
+        Ok(SocketBackend {
+            stop,
+            threads,
+            _guards: guards,
+            interfaces: ifaces,
+        })
     }
 
     pub fn stop(mut self) {
@@ -298,8 +384,14 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
     };
     let mut tx_bufs = vec![[0u8; FRAME_BUF]; BATCH];
     let mut tx_lens = vec![0usize; BATCH];
-    let mut pfds: Vec<libc::pollfd> =
-        socks.iter().map(|(fd, _)| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let mut pfds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|(fd, _)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: pfds is a valid array of pollfd for the duration of the call.
@@ -315,7 +407,12 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
             if pfds[si].revents & libc::POLLIN == 0 {
                 continue;
             }
-            let ctx = RxContext { ifindex: iface.ifindex, queue: 0, if_mac: iface.mac, if_ipv4: iface.ipv4 };
+            let ctx = RxContext {
+                ifindex: iface.ifindex,
+                queue: 0,
+                if_mac: iface.mac,
+                if_ipv4: iface.ipv4,
+            };
             // Drain the socket in batches, but bound the work per wakeup so other interfaces and
             // the stop flag are looked at.
             for _ in 0..16 {
@@ -326,10 +423,15 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
                 let now = Now::read();
                 let mut ntx = 0;
                 for i in 0..got {
-                    if rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                    if rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING {
                         continue; // our own replies, seen by the packet socket
                     }
-                    if let Some(len) = handler.handle_frame(now, &ctx, &rx.bufs[i][..rx.lens[i]], &mut tx_bufs[ntx]) {
+                    if let Some(len) = handler.handle_frame(
+                        now,
+                        &ctx,
+                        &rx.bufs[i][..rx.lens[i]],
+                        &mut tx_bufs[ntx],
+                    ) {
                         tx_lens[ntx] = len;
                         ntx += 1;
                     }
@@ -346,8 +448,10 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
 }
 
 fn recv_batch(fd: i32, b: &mut Batch) -> usize {
-    let mut iovs: [libc::iovec; BATCH] =
-        std::array::from_fn(|i| libc::iovec { iov_base: b.bufs[i].as_mut_ptr().cast(), iov_len: FRAME_BUF });
+    let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+        iov_base: b.bufs[i].as_mut_ptr().cast(),
+        iov_len: FRAME_BUF,
+    });
     // SAFETY: mmsghdr is plain data; zeroed is valid before we fill pointers.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     for i in 0..BATCH {
@@ -357,17 +461,25 @@ fn recv_batch(fd: i32, b: &mut Batch) -> usize {
         msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
     }
     // SAFETY: every pointer in msgs points into buffers that outlive the call.
-    let n = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            BATCH as u32,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
     if n <= 0 {
         return 0;
     }
     let n = n as usize;
-    for i in 0..n {
+    for (len, m) in b.lens.iter_mut().zip(msgs.iter()).take(n) {
         // A frame larger than the buffer is truncated by the kernel: MSG_TRUNC marks it, and the
-        // parser will reject it as malformed rather than read past the buffer.
-        b.lens[i] = (msgs[i].msg_len as usize).min(FRAME_BUF);
-        if msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-            b.lens[i] = FRAME_BUF.min(crate::wire::frame::MAX_FRAME + 1);
+        // parser then rejects it as oversized rather than read past the buffer.
+        *len = (m.msg_len as usize).min(FRAME_BUF);
+        if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            *len = FRAME_BUF.min(crate::wire::frame::MAX_FRAME + 1);
         }
     }
     n
@@ -375,12 +487,17 @@ fn recv_batch(fd: i32, b: &mut Batch) -> usize {
 
 fn send_batch(fd: i32, bufs: &[[u8; FRAME_BUF]], lens: &[usize]) {
     let n = bufs.len();
-    let mut iovs: [libc::iovec; BATCH] =
-        std::array::from_fn(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
+    let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    });
     // SAFETY: plain data.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     for i in 0..n {
-        iovs[i] = libc::iovec { iov_base: bufs[i].as_ptr() as *mut _, iov_len: lens[i] };
+        iovs[i] = libc::iovec {
+            iov_base: bufs[i].as_ptr() as *mut _,
+            iov_len: lens[i],
+        };
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
@@ -388,7 +505,14 @@ fn send_batch(fd: i32, bufs: &[[u8; FRAME_BUF]], lens: &[usize]) {
     // Bounded retries: a full socket buffer drops the rest (counted by the kernel), never blocks.
     for _ in 0..4 {
         // SAFETY: msgs[sent..n] point into live buffers.
-        let r = unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as u32, libc::MSG_DONTWAIT) };
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[sent..].as_mut_ptr(),
+                (n - sent) as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
         if r <= 0 {
             break;
         }

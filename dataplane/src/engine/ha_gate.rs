@@ -45,7 +45,11 @@ pub struct HaGate {
 
 impl HaGate {
     pub fn standalone() -> HaGate {
-        HaGate { by_subnet: HashMap::new(), standalone: true, relationships: Vec::new() }
+        HaGate {
+            by_subnet: HashMap::new(),
+            standalone: true,
+            relationships: Vec::new(),
+        }
     }
 
     /// Build from config: subnets tagged `ha-server-name` go to that relationship; untagged subnets
@@ -63,10 +67,19 @@ impl HaGate {
                     .iter()
                     .enumerate()
                     .filter(|(_, p)| matches!(p.role, HaRole::Primary))
-                    .chain(r.peers.iter().enumerate().filter(|(_, p)| matches!(p.role, HaRole::Secondary)))
+                    .chain(
+                        r.peers
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, p)| matches!(p.role, HaRole::Secondary)),
+                    )
                     .map(|(i, _)| i)
                     .collect();
-                let primary = r.peers.iter().position(|p| p.role == HaRole::Primary).unwrap_or(0);
+                let primary = r
+                    .peers
+                    .iter()
+                    .position(|p| p.role == HaRole::Primary)
+                    .unwrap_or(0);
                 RelationshipGate {
                     name: r.this_server_name.clone(),
                     mode: r.mode,
@@ -95,7 +108,11 @@ impl HaGate {
                 by_subnet.insert(*id, i);
             }
         }
-        HaGate { by_subnet, standalone: false, relationships }
+        HaGate {
+            by_subnet,
+            standalone: false,
+            relationships,
+        }
     }
 
     pub fn is_standalone(&self) -> bool {
@@ -127,7 +144,10 @@ impl HaGate {
         let serve = scopes & (1 << owner) != 0;
         if !serve && !r.observations.is_full() {
             // Bounded: when full, the oldest observation stays and this one is dropped.
-            let _ = r.observations.push(Observation { key: crate::lease::IdBuf::from_slice(key), secs });
+            let _ = r.observations.push(Observation {
+                key: crate::lease::IdBuf::from_slice(key),
+                secs,
+            });
         }
         serve
     }
@@ -135,7 +155,11 @@ impl HaGate {
     /// Carry the serving state of same-named relationships over from `old` (configuration reload).
     pub fn adopt(&self, old: &HaGate) {
         for r in &self.relationships {
-            if let Some(o) = old.relationships.iter().find(|o| o.name == r.name && o.peers == r.peers) {
+            if let Some(o) = old
+                .relationships
+                .iter()
+                .find(|o| o.name == r.name && o.peers == r.peers)
+            {
                 r.enabled.store(o.enabled.load(Relaxed), Relaxed);
                 r.scopes.store(o.scopes.load(Relaxed), Relaxed);
             }
@@ -151,7 +175,11 @@ impl HaGate {
             .ok_or_else(|| format!("no HA relationship named '{rel_name}'"))?;
         let mut mask = 0u32;
         for s in scopes {
-            let i = r.peers.iter().position(|p| p == s).ok_or_else(|| format!("'{s}' is not a peer of '{rel_name}'"))?;
+            let i = r
+                .peers
+                .iter()
+                .position(|p| p == s)
+                .ok_or_else(|| format!("'{s}' is not a peer of '{rel_name}'"))?;
             mask |= 1 << i;
         }
         r.scopes.store(mask, Relaxed);

@@ -76,7 +76,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn ifname(&self, ifindex: u32) -> &str {
-        self.interfaces.iter().find(|(i, _)| *i == ifindex).map_or("", |(_, n)| n.as_str())
+        self.interfaces
+            .iter()
+            .find(|(i, _)| *i == ifindex)
+            .map_or("", |(_, n)| n.as_str())
     }
 }
 
@@ -94,11 +97,22 @@ pub struct Worker {
 impl Worker {
     pub fn new(shared: Arc<Shared>, index: usize, sink: Box<dyn LeaseSink>) -> Worker {
         let stats = shared.stats.worker(index);
-        Worker { shared, source: None, index, sink, scratch4: Box::default(), stats }
+        Worker {
+            shared,
+            source: None,
+            index,
+            sink,
+            scratch4: Box::default(),
+            stats,
+        }
     }
 
     /// A worker that follows configuration reloads published in `source`.
-    pub fn following(source: Arc<arc_swap::ArcSwap<Shared>>, index: usize, sink: Box<dyn LeaseSink>) -> Worker {
+    pub fn following(
+        source: Arc<arc_swap::ArcSwap<Shared>>,
+        index: usize,
+        sink: Box<dyn LeaseSink>,
+    ) -> Worker {
         let mut w = Worker::new(source.load_full(), index, sink);
         w.source = Some(source);
         w
@@ -111,7 +125,13 @@ impl Worker {
 }
 
 impl FrameHandler for Worker {
-    fn handle_frame(&mut self, now: Now, ctx: &RxContext, rx: &[u8], tx: &mut [u8]) -> Option<usize> {
+    fn handle_frame(
+        &mut self,
+        now: Now,
+        ctx: &RxContext,
+        rx: &[u8],
+        tx: &mut [u8],
+    ) -> Option<usize> {
         if let Some(src) = &self.source {
             let cur = src.load();
             if !Arc::ptr_eq(&cur, &self.shared) {
@@ -129,8 +149,12 @@ impl FrameHandler for Worker {
             return self.drop_frame(DropReason::Disabled);
         }
         match f.l3 {
-            L3::V4 { .. } if f.dst_port == crate::wire::dhcp4::SERVER_PORT => v4::handle(self, now, ctx, &f, rx, tx),
-            L3::V6 { .. } if f.dst_port == crate::wire::dhcp6::SERVER_PORT => v6::handle(self, now, ctx, &f, rx, tx),
+            L3::V4 { .. } if f.dst_port == crate::wire::dhcp4::SERVER_PORT => {
+                v4::handle(self, now, ctx, &f, rx, tx)
+            }
+            L3::V6 { .. } if f.dst_port == crate::wire::dhcp6::SERVER_PORT => {
+                v6::handle(self, now, ctx, &f, rx, tx)
+            }
             _ => self.drop_frame(DropReason::NotDhcpPort),
         }
     }

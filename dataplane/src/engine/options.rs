@@ -15,7 +15,11 @@ pub struct Opts4 {
 
 impl Default for Opts4 {
     fn default() -> Self {
-        Opts4 { blob: Vec::new(), loc: Box::new([(0, 0); 256]), always: Vec::new() }
+        Opts4 {
+            blob: Vec::new(),
+            loc: Box::new([(0, 0); 256]),
+            always: Vec::new(),
+        }
     }
 }
 
@@ -64,7 +68,9 @@ impl Opts4 {
 
     /// The payload of a single-instance option (for reading configured values like option 54).
     pub fn payload(&self, code: u8) -> Option<&[u8]> {
-        self.encoded(code).filter(|e| e.len() >= 2 && e.len() <= 257).map(|e| &e[2..])
+        self.encoded(code)
+            .filter(|e| e.len() >= 2 && e.len() <= 257)
+            .map(|e| &e[2..])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -79,7 +85,14 @@ mod tests {
 
     fn set(opts: &[(u16, &[u8], bool)]) -> OptionSet {
         OptionSet {
-            options: opts.iter().map(|(c, d, a)| OptionValue { code: *c, data: d.to_vec(), always_send: *a }).collect(),
+            options: opts
+                .iter()
+                .map(|(c, d, a)| OptionValue {
+                    code: *c,
+                    data: d.to_vec(),
+                    always_send: *a,
+                })
+                .collect(),
         }
     }
 

@@ -64,14 +64,22 @@ fn res_key(id: &HostIdentifier) -> Option<(KeyKind, IdBuf)> {
 }
 
 fn index_reservations(list: &[Reservation4]) -> HashMap<(KeyKind, IdBuf), usize> {
-    list.iter().enumerate().filter_map(|(i, r)| res_key(&r.identifier).map(|k| (k, i))).collect()
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, r)| res_key(&r.identifier).map(|k| (k, i)))
+        .collect()
 }
 
 impl Runtime4 {
     /// Compile `cfg`. Pools are appended to `pools` (the lease store's list) starting at its
     /// current length; `stripes` sets the allocator striping (one per worker is a good choice).
     /// `split_for` says who owns each subnet's addresses under HA ([`Split::AllMine`] standalone).
-    pub fn new(cfg: &Dhcp4, pools: &mut Vec<PoolInfo>, stripes: usize, split_for: &dyn Fn(&Subnet4) -> Split) -> Runtime4 {
+    pub fn new(
+        cfg: &Dhcp4,
+        pools: &mut Vec<PoolInfo>,
+        stripes: usize,
+        split_for: &dyn Fn(&Subnet4) -> Split,
+    ) -> Runtime4 {
         let empty = OptionSet::default();
         let mut subnets = Vec::with_capacity(cfg.subnets.len());
         for s in &cfg.subnets {
@@ -96,7 +104,12 @@ impl Runtime4 {
                     opts: Opts4::merge(&[&p.options, &s.options, shared_opts, &cfg.global_options]),
                 });
             }
-            let reserved_addrs = s.reservations.iter().enumerate().filter_map(|(i, r)| r.ip_address.map(|a| (a, i))).collect();
+            let reserved_addrs = s
+                .reservations
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.ip_address.map(|a| (a, i)))
+                .collect();
             subnets.push(SubnetRt4 {
                 mask: mask_of(s.prefix_len),
                 pools: prt,
@@ -107,12 +120,18 @@ impl Runtime4 {
                 cfg: s.clone(),
             });
         }
-        for i in 0..subnets.len() {
+        for (i, s) in subnets.iter_mut().enumerate() {
             let mut c = vec![i];
-            if let Some(n) = subnets[i].cfg.shared_network {
-                c.extend(cfg.shared_networks[n].subnets.iter().copied().filter(|&j| j != i));
+            if let Some(n) = s.cfg.shared_network {
+                c.extend(
+                    cfg.shared_networks[n]
+                        .subnets
+                        .iter()
+                        .copied()
+                        .filter(|&j| j != i),
+                );
             }
-            subnets[i].candidates = c;
+            s.candidates = c;
         }
         let mut by_relay = HashMap::new();
         let mut by_interface: HashMap<String, Vec<usize>> = HashMap::new();
@@ -186,7 +205,12 @@ impl Runtime4 {
     }
 
     /// The reservation for a client in subnet `si` (subnet reservations first, then global).
-    pub fn reservation(&self, si: usize, hw: &[u8], client_id: Option<&[u8]>) -> Option<&Reservation4> {
+    pub fn reservation(
+        &self,
+        si: usize,
+        hw: &[u8],
+        client_id: Option<&[u8]>,
+    ) -> Option<&Reservation4> {
         let s = &self.subnets[si];
         let lookup = |map: &HashMap<(KeyKind, IdBuf), usize>| -> Option<usize> {
             if map.is_empty() {

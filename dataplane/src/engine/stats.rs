@@ -31,11 +31,19 @@ impl WorkerStats {
     }
     /// DHCPv6 message types index `received6`/`sent6` directly (1..=13; 0 = unknown).
     pub fn received6(&self, t: u8) {
-        let i = if usize::from(t) < MSG_TYPES6 { usize::from(t) } else { 0 };
+        let i = if usize::from(t) < MSG_TYPES6 {
+            usize::from(t)
+        } else {
+            0
+        };
         self.received6[i].fetch_add(1, Relaxed);
     }
     pub fn sent6(&self, t: u8) {
-        let i = if usize::from(t) < MSG_TYPES6 { usize::from(t) } else { 0 };
+        let i = if usize::from(t) < MSG_TYPES6 {
+            usize::from(t)
+        } else {
+            0
+        };
         self.sent6[i].fetch_add(1, Relaxed);
     }
 }
@@ -64,7 +72,9 @@ const V6_NAMES: [&str; MSG_TYPES6] = [
     "relay-repl",
 ];
 
-const V4_NAMES: [&str; MSG_TYPES] = ["unknown", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform"];
+const V4_NAMES: [&str; MSG_TYPES] = [
+    "unknown", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform",
+];
 
 impl Stats {
     /// The counters of worker `i` (created on first use).
@@ -96,10 +106,16 @@ impl Stats {
         out.push(("pkt4-received".to_string(), received));
         for (t, name) in V4_NAMES.iter().enumerate().skip(1) {
             if matches!(t, 1 | 3 | 4 | 7 | 8) {
-                out.push((format!("pkt4-{name}-received"), self.sum(&|w| w.received4[t].load(Relaxed))));
+                out.push((
+                    format!("pkt4-{name}-received"),
+                    self.sum(&|w| w.received4[t].load(Relaxed)),
+                ));
             }
             if matches!(t, 2 | 5 | 6) {
-                out.push((format!("pkt4-{name}-sent"), self.sum(&|w| w.sent4[t].load(Relaxed))));
+                out.push((
+                    format!("pkt4-{name}-sent"),
+                    self.sum(&|w| w.sent4[t].load(Relaxed)),
+                ));
             }
         }
         let sent: u64 = self.sum(&|w| w.sent4.iter().map(|c| c.load(Relaxed)).sum());
@@ -108,10 +124,16 @@ impl Stats {
         out.push(("pkt6-received".to_string(), received6));
         for (t, name) in V6_NAMES.iter().enumerate() {
             if matches!(t, 0 | 1 | 3 | 4 | 5 | 6 | 8 | 9 | 11) {
-                out.push((format!("pkt6-{name}-received"), self.sum(&|w| w.received6[t].load(Relaxed))));
+                out.push((
+                    format!("pkt6-{name}-received"),
+                    self.sum(&|w| w.received6[t].load(Relaxed)),
+                ));
             }
             if matches!(t, 2 | 7) {
-                out.push((format!("pkt6-{name}-sent"), self.sum(&|w| w.sent6[t].load(Relaxed))));
+                out.push((
+                    format!("pkt6-{name}-sent"),
+                    self.sum(&|w| w.sent6[t].load(Relaxed)),
+                ));
             }
         }
         let sent6: u64 = self.sum(&|w| w.sent6.iter().map(|c| c.load(Relaxed)).sum());

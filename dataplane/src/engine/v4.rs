@@ -10,7 +10,9 @@ use crate::backend::{Now, RxContext};
 use crate::lease::store::{ClaimError, ClientKey};
 use crate::lease::{HwAddr, IdBuf, Lease4, LeaseChange, LeaseState};
 use crate::wire::dhcp4::*;
-use crate::wire::frame::{payload_offset_v4, write_udp4_headers, Udp4Reply, UdpFrame, BROADCAST_MAC};
+use crate::wire::frame::{
+    payload_offset_v4, write_udp4_headers, Udp4Reply, UdpFrame, BROADCAST_MAC,
+};
 use crate::wire::DropReason;
 use smallvec::SmallVec;
 use std::net::Ipv4Addr;
@@ -50,7 +52,9 @@ impl ClassifyInput for PacketInput<'_, '_> {
             PktField::Giaddr => m.giaddr().octets().to_vec(),
             PktField::Yiaddr => m.yiaddr().octets().to_vec(),
             PktField::Siaddr => m.siaddr().octets().to_vec(),
-            PktField::MsgType4 => u32::from(m.message_type().map(|t| t as u8).unwrap_or(0)).to_be_bytes().to_vec(),
+            PktField::MsgType4 => u32::from(m.message_type().map(|t| t as u8).unwrap_or(0))
+                .to_be_bytes()
+                .to_vec(),
             PktField::TransId4 => m.xid().to_vec(),
             PktField::Iface => self.ifname.as_bytes().to_vec(),
             PktField::MsgType6 | PktField::TransId6 => Vec::new(),
@@ -58,7 +62,12 @@ impl ClassifyInput for PacketInput<'_, '_> {
     }
 }
 
-fn classify(rt: &Runtime4, msg: &Dhcp4View<'_>, ifname: &str, res: Option<&Reservation4>) -> Classes {
+fn classify(
+    rt: &Runtime4,
+    msg: &Dhcp4View<'_>,
+    ifname: &str,
+    res: Option<&Reservation4>,
+) -> Classes {
     let mut member: Classes = SmallVec::new();
     if let Some(r) = res {
         for name in &r.client_classes {
@@ -77,7 +86,11 @@ fn classify(rt: &Runtime4, msg: &Dhcp4View<'_>, ifname: &str, res: Option<&Reser
         if c.only_if_required || member.contains(&(i as u16)) {
             continue;
         }
-        let is_member = |name: &str| member.iter().any(|&j| rt.classes[usize::from(j)].name == name);
+        let is_member = |name: &str| {
+            member
+                .iter()
+                .any(|&j| rt.classes[usize::from(j)].name == name)
+        };
         if eval_bool(test, &input, &is_member) {
             member.push(i as u16);
         }
@@ -86,7 +99,9 @@ fn classify(rt: &Runtime4, msg: &Dhcp4View<'_>, ifname: &str, res: Option<&Reser
 }
 
 fn in_class(rt: &Runtime4, classes: &Classes, name: &str) -> bool {
-    classes.iter().any(|&i| rt.classes[usize::from(i)].name == name)
+    classes
+        .iter()
+        .any(|&i| rt.classes[usize::from(i)].name == name)
 }
 
 /// Everything derived from the request that the handlers share.
@@ -111,11 +126,13 @@ impl Ctx<'_> {
     /// Valid lifetime: the client's hint clamped to [min, max]; the class or default otherwise.
     fn valid_lft(&self, si: usize, msg: &Dhcp4View<'_>) -> u32 {
         let lt = &self.rt.subnets[si].cfg.lifetimes;
-        let class_lft = self.classes.iter().find_map(|&i| self.rt.classes[usize::from(i)].valid_lifetime);
+        let class_lft = self
+            .classes
+            .iter()
+            .find_map(|&i| self.rt.classes[usize::from(i)].valid_lifetime);
         match msg.option(OPT_LEASE_TIME) {
-            Some(b) if b.len() == 4 => {
-                u32::from_be_bytes([b[0], b[1], b[2], b[3]]).clamp(lt.min_valid, lt.max_valid.max(lt.min_valid))
-            }
+            Some(b) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+                .clamp(lt.min_valid, lt.max_valid.max(lt.min_valid)),
             _ => class_lft.unwrap_or(lt.valid),
         }
     }
@@ -140,9 +157,17 @@ impl Ctx<'_> {
         if self.rt.reserved_for_other(si, a, self.res) {
             return false;
         }
-        s.pool_of(a).is_some_and(|p| self.pool_allowed(&p.client_class))
+        s.pool_of(a)
+            .is_some_and(|p| self.pool_allowed(&p.client_class))
     }
-    fn new_lease(&self, si: usize, addr: Ipv4Addr, msg: &Dhcp4View<'_>, state: LeaseState, valid: u32) -> Lease4 {
+    fn new_lease(
+        &self,
+        si: usize,
+        addr: Ipv4Addr,
+        msg: &Dhcp4View<'_>,
+        state: LeaseState,
+        valid: u32,
+    ) -> Lease4 {
         Lease4 {
             addr,
             hwaddr: self.hw,
@@ -166,7 +191,14 @@ pub(super) fn handle(
     rx: &[u8],
     tx: &mut [u8],
 ) -> Option<usize> {
-    let Worker { shared, scratch4, stats, sink, index, .. } = w;
+    let Worker {
+        shared,
+        scratch4,
+        stats,
+        sink,
+        index,
+        ..
+    } = w;
     let Some(rt) = shared.rt4.as_ref() else {
         stats.dropped(DropReason::Unsupported);
         return None;
@@ -214,36 +246,69 @@ fn handle_msg(
         return Err(DropReason::BadHardwareAddress);
     }
     let ifname = shared.ifname(rxc.ifindex);
-    let selection = msg
-        .option_ipv4(OPT_SUBNET_SELECTION)
-        .or_else(|| msg.relay_suboption(5).filter(|b| b.len() == 4).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3])));
+    let selection = msg.option_ipv4(OPT_SUBNET_SELECTION).or_else(|| {
+        msg.relay_suboption(5)
+            .filter(|b| b.len() == 4)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    });
     let si = rt
-        .select_subnet(selection, msg.giaddr(), msg.ciaddr(), Some(ifname), rxc.if_ipv4)
+        .select_subnet(
+            selection,
+            msg.giaddr(),
+            msg.ciaddr(),
+            Some(ifname),
+            rxc.if_ipv4,
+        )
         .ok_or(DropReason::NoSubnet)?;
     let subnet = &rt.subnets[si];
     let balanced = matches!(
         mt,
-        MessageType::Discover | MessageType::Request | MessageType::Decline | MessageType::Release | MessageType::Inform
+        MessageType::Discover
+            | MessageType::Request
+            | MessageType::Decline
+            | MessageType::Release
+            | MessageType::Inform
     );
     let lb_key = msg.client_id().unwrap_or(msg.chaddr());
-    if !shared.gate.serve(subnet.cfg.id, lb_key, balanced, msg.secs()) {
+    if !shared
+        .gate
+        .serve(subnet.cfg.id, lb_key, balanced, msg.secs())
+    {
         return Err(DropReason::NotServing);
     }
     let hw = HwAddr::new(msg.htype(), msg.chaddr());
     let res = rt.reservation(si, msg.chaddr(), msg.client_id());
-    let server_id = subnet.opts.payload(OPT_SERVER_ID).filter(|b| b.len() == 4).map_or(rxc.if_ipv4, |b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-    let c = Ctx { rt, si, hw, server_id, classes: classify(rt, msg, ifname, res), res, now: now.unix_secs };
+    let server_id = subnet
+        .opts
+        .payload(OPT_SERVER_ID)
+        .filter(|b| b.len() == 4)
+        .map_or(rxc.if_ipv4, |b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+    let c = Ctx {
+        rt,
+        si,
+        hw,
+        server_id,
+        classes: classify(rt, msg, ifname, res),
+        res,
+        now: now.unix_secs,
+    };
     match mt {
         MessageType::Discover => discover(&c, shared, worker, msg, rxc, f, tx),
         MessageType::Request => request(&c, shared, sink, msg, rxc, f, tx),
         MessageType::Release => release(&c, shared, sink, msg).map(|_| None),
         MessageType::Decline => decline(&c, shared, sink, msg).map(|_| None),
         MessageType::Inform => inform(&c, msg, rxc, f, tx),
-        MessageType::Offer | MessageType::Ack | MessageType::Nak => Err(DropReason::UnknownMessageType),
+        MessageType::Offer | MessageType::Ack | MessageType::Nak => {
+            Err(DropReason::UnknownMessageType)
+        }
     }
 }
 
-fn existing_lease(c: &Ctx<'_>, shared: &super::Shared, msg: &Dhcp4View<'_>) -> Option<(usize, Lease4)> {
+fn existing_lease(
+    c: &Ctx<'_>,
+    shared: &super::Shared,
+    msg: &Dhcp4View<'_>,
+) -> Option<(usize, Lease4)> {
     c.subnet().candidates.iter().find_map(|&si| {
         let l = shared.store.get_by_client4(&c.key(si, msg))?;
         (l.state != LeaseState::Declined).then_some((si, l))
@@ -281,7 +346,12 @@ fn discover(
         if chosen.is_some() {
             break;
         }
-        if let Some(&si) = c.subnet().candidates.iter().find(|&&si| c.address_ok(si, a)) {
+        if let Some(&si) = c
+            .subnet()
+            .candidates
+            .iter()
+            .find(|&&si| c.address_ok(si, a))
+        {
             let offer = c.new_lease(si, a, msg, LeaseState::Offered, hold);
             if store.claim4(&c.key(si, msg), offer.clone(), c.now).is_ok() {
                 chosen = Some((si, offer));
@@ -314,9 +384,22 @@ fn discover(
             }
         }
     }
-    let Some((si, lease)) = chosen else { return Err(DropReason::NoAddressAvailable) };
+    let Some((si, lease)) = chosen else {
+        return Err(DropReason::NoAddressAvailable);
+    };
     let valid = c.valid_lft(si, msg);
-    build_reply(c, si, msg, rxc, f, tx, MessageType::Offer, ReplyKind::Offer, lease.addr, valid)
+    build_reply(
+        c,
+        si,
+        msg,
+        rxc,
+        f,
+        tx,
+        MessageType::Offer,
+        ReplyKind::Offer,
+        lease.addr,
+        valid,
+    )
 }
 
 enum RequestState {
@@ -357,14 +440,23 @@ fn request(
         _ => return nak(c, msg, rxc, f, tx),
     };
     let (addr, may_allocate) = match state {
-        RequestState::Selecting(a) | RequestState::InitReboot(a) | RequestState::Renewing(a) => (a, true),
+        RequestState::Selecting(a) | RequestState::InitReboot(a) | RequestState::Renewing(a) => {
+            (a, true)
+        }
     };
     // The subnet the address belongs to must be one the client can use (right network).
-    let Some(&si) = c.subnet().candidates.iter().find(|&&si| c.rt.subnets[si].cfg.contains(addr)) else {
+    let Some(&si) = c
+        .subnet()
+        .candidates
+        .iter()
+        .find(|&&si| c.rt.subnets[si].cfg.contains(addr))
+    else {
         return nak(c, msg, rxc, f, tx);
     };
     let key = c.key(si, msg);
-    let current = store.get_by_client4(&key).filter(|l| l.state != LeaseState::Declined);
+    let current = store
+        .get_by_client4(&key)
+        .filter(|l| l.state != LeaseState::Declined);
     let owns = current.as_ref().is_some_and(|l| l.addr == addr);
     if !owns {
         let known_elsewhere = current.is_some();
@@ -396,7 +488,10 @@ fn request(
     }
     let valid = c.valid_lft(si, msg);
     let lease = Lease4 {
-        hostname: c.res.and_then(|r| r.hostname.as_deref()).map(std::sync::Arc::from),
+        hostname: c
+            .res
+            .and_then(|r| r.hostname.as_deref())
+            .map(std::sync::Arc::from),
         ..c.new_lease(si, addr, msg, LeaseState::Assigned, valid)
     };
     match store.claim4(&key, lease.clone(), c.now) {
@@ -418,12 +513,33 @@ fn request(
             }
         }
     }
-    build_reply(c, si, msg, rxc, f, tx, MessageType::Ack, ReplyKind::Ack, addr, valid)
+    build_reply(
+        c,
+        si,
+        msg,
+        rxc,
+        f,
+        tx,
+        MessageType::Ack,
+        ReplyKind::Ack,
+        addr,
+        valid,
+    )
 }
 
-fn release(c: &Ctx<'_>, shared: &super::Shared, sink: &dyn super::LeaseSink, msg: &Dhcp4View<'_>) -> Result<(), DropReason> {
+fn release(
+    c: &Ctx<'_>,
+    shared: &super::Shared,
+    sink: &dyn super::LeaseSink,
+    msg: &Dhcp4View<'_>,
+) -> Result<(), DropReason> {
     let addr = msg.ciaddr();
-    let Some(&si) = c.subnet().candidates.iter().find(|&&si| c.rt.subnets[si].cfg.contains(addr)) else {
+    let Some(&si) = c
+        .subnet()
+        .candidates
+        .iter()
+        .find(|&&si| c.rt.subnets[si].cfg.contains(addr))
+    else {
         return Err(DropReason::NoLeaseForClient);
     };
     if !sink.has_room() {
@@ -442,9 +558,19 @@ fn release(c: &Ctx<'_>, shared: &super::Shared, sink: &dyn super::LeaseSink, msg
     Ok(())
 }
 
-fn decline(c: &Ctx<'_>, shared: &super::Shared, sink: &dyn super::LeaseSink, msg: &Dhcp4View<'_>) -> Result<(), DropReason> {
+fn decline(
+    c: &Ctx<'_>,
+    shared: &super::Shared,
+    sink: &dyn super::LeaseSink,
+    msg: &Dhcp4View<'_>,
+) -> Result<(), DropReason> {
     let addr = msg.requested_ip().ok_or(DropReason::NoLeaseForClient)?;
-    let Some(&si) = c.subnet().candidates.iter().find(|&&si| c.rt.subnets[si].cfg.contains(addr)) else {
+    let Some(&si) = c
+        .subnet()
+        .candidates
+        .iter()
+        .find(|&&si| c.rt.subnets[si].cfg.contains(addr))
+    else {
         return Err(DropReason::NoLeaseForClient);
     };
     if !sink.has_room() {
@@ -476,7 +602,18 @@ fn inform(
     f: &UdpFrame,
     tx: &mut [u8],
 ) -> Result<Option<(usize, u8)>, DropReason> {
-    build_reply(c, c.si, msg, rxc, f, tx, MessageType::Ack, ReplyKind::InformAck, Ipv4Addr::UNSPECIFIED, 0)
+    build_reply(
+        c,
+        c.si,
+        msg,
+        rxc,
+        f,
+        tx,
+        MessageType::Ack,
+        ReplyKind::InformAck,
+        Ipv4Addr::UNSPECIFIED,
+        0,
+    )
 }
 
 fn nak(
@@ -540,24 +677,45 @@ fn build_reply(
     }
     // siaddr / sname / file: reservation, then classes, then subnet.
     let class_iter = || c.classes.iter().map(|&i| &c.rt.classes[usize::from(i)]);
-    let next_server = c.res.and_then(|r| r.next_server).or_else(|| class_iter().find_map(|k| k.next_server)).or(s.cfg.next_server);
+    let next_server = c
+        .res
+        .and_then(|r| r.next_server)
+        .or_else(|| class_iter().find_map(|k| k.next_server))
+        .or(s.cfg.next_server);
     if let Some(ns) = next_server {
         w.set_siaddr(ns);
     }
-    let sname = c.res.and_then(|r| r.server_hostname.as_deref()).or_else(|| class_iter().find_map(|k| k.server_hostname.as_deref())).or(s.cfg.server_hostname.as_deref());
+    let sname = c
+        .res
+        .and_then(|r| r.server_hostname.as_deref())
+        .or_else(|| class_iter().find_map(|k| k.server_hostname.as_deref()))
+        .or(s.cfg.server_hostname.as_deref());
     if let Some(n) = sname {
         w.set_sname(n.as_bytes());
     }
-    let file = c.res.and_then(|r| r.boot_file_name.as_deref()).or_else(|| class_iter().find_map(|k| k.boot_file_name.as_deref())).or(s.cfg.boot_file_name.as_deref());
+    let file = c
+        .res
+        .and_then(|r| r.boot_file_name.as_deref())
+        .or_else(|| class_iter().find_map(|k| k.boot_file_name.as_deref()))
+        .or(s.cfg.boot_file_name.as_deref());
     if let Some(n) = file {
         w.set_file(n.as_bytes());
     }
     let mut written = [0u64; 4];
-    let mark = |written: &mut [u64; 4], code: u8| written[usize::from(code) / 64] |= 1 << (code % 64);
-    let is_written = |written: &[u64; 4], code: u8| written[usize::from(code) / 64] & (1 << (code % 64)) != 0;
+    let mark =
+        |written: &mut [u64; 4], code: u8| written[usize::from(code) / 64] |= 1 << (code % 64);
+    let is_written =
+        |written: &[u64; 4], code: u8| written[usize::from(code) / 64] & (1 << (code % 64)) != 0;
     w.option(OPT_MSG_TYPE, &[mt as u8]);
     w.option_ipv4(OPT_SERVER_ID, c.server_id);
-    for code in [OPT_MSG_TYPE, OPT_SERVER_ID, OPT_RELAY_AGENT, OPT_CLIENT_ID, OPT_REQUESTED_IP, OPT_PRL] {
+    for code in [
+        OPT_MSG_TYPE,
+        OPT_SERVER_ID,
+        OPT_RELAY_AGENT,
+        OPT_CLIENT_ID,
+        OPT_REQUESTED_IP,
+        OPT_PRL,
+    ] {
         mark(&mut written, code);
     }
     if kind != ReplyKind::InformAck {
@@ -590,7 +748,8 @@ fn build_reply(
         mark(&mut written, OPT_SUBNET_MASK);
     }
     let prl = msg.parameter_request_list();
-    let wanted = |code: u8, always: bool| always || prl.contains(&code) || matches!(code, 1 | 3 | 6 | 15);
+    let wanted =
+        |code: u8, always: bool| always || prl.contains(&code) || matches!(code, 1 | 3 | 6 | 15);
     // Reservation and class options take precedence over the pool's merged table.
     if let Some(r) = c.res {
         for o in &r.options.options {
@@ -602,7 +761,9 @@ fn build_reply(
             }
         }
         if let Some(h) = &r.hostname {
-            if !is_written(&written, OPT_HOSTNAME) && (prl.contains(&OPT_HOSTNAME) || msg.has_option(OPT_HOSTNAME)) {
+            if !is_written(&written, OPT_HOSTNAME)
+                && (prl.contains(&OPT_HOSTNAME) || msg.has_option(OPT_HOSTNAME))
+            {
                 w.option(OPT_HOSTNAME, h.as_bytes());
                 mark(&mut written, OPT_HOSTNAME);
             }
@@ -618,7 +779,11 @@ fn build_reply(
             }
         }
     }
-    for &code in prl.iter().chain([OPT_SUBNET_MASK, OPT_ROUTERS, OPT_DNS, OPT_DOMAIN_NAME].iter()).chain(opts.always.iter()) {
+    for &code in prl
+        .iter()
+        .chain([OPT_SUBNET_MASK, OPT_ROUTERS, OPT_DNS, OPT_DOMAIN_NAME].iter())
+        .chain(opts.always.iter())
+    {
         if is_written(&written, code) {
             continue;
         }

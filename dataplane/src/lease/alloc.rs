@@ -39,7 +39,12 @@ impl Bitmap {
         if nwords % 64 != 0 {
             summary[nsum - 1] = (1u64 << (nwords % 64)) - 1;
         }
-        Bitmap { words, summary, free: units, cursor: 0 }
+        Bitmap {
+            words,
+            summary,
+            free: units,
+            cursor: 0,
+        }
     }
 
     fn pop(&mut self) -> Option<u64> {
@@ -116,15 +121,22 @@ impl Split {
     pub fn is_mine(self, unit: u64) -> bool {
         match self {
             Split::AllMine => true,
-            Split::Modulo { modulus, mine } => mine & (1 << (Self::mix(unit) % u64::from(modulus))) != 0,
+            Split::Modulo { modulus, mine } => {
+                mine & (1 << (Self::mix(unit) % u64::from(modulus))) != 0
+            }
         }
     }
 }
 
 #[derive(Debug)]
 enum Kind {
-    Dense { stripe_units: u64, stripes: Box<[CachePadded<Mutex<Bitmap>>]> },
-    Sparse { probe: std::sync::atomic::AtomicU64 },
+    Dense {
+        stripe_units: u64,
+        stripes: Box<[CachePadded<Mutex<Bitmap>>]>,
+    },
+    Sparse {
+        probe: std::sync::atomic::AtomicU64,
+    },
 }
 
 /// The free set of one pool. Units are offsets from the pool start (addresses, or prefixes of the
@@ -150,7 +162,13 @@ impl PoolAlloc {
     pub fn with_split(units: u64, stripes: usize, split: Split) -> PoolAlloc {
         let kind = Self::new_kind(units, stripes);
         let partner = (split != Split::AllMine).then(|| Self::new_kind(units, stripes));
-        let p = PoolAlloc { units, kind, partner, split, partner_free: std::sync::atomic::AtomicBool::new(false) };
+        let p = PoolAlloc {
+            units,
+            kind,
+            partner,
+            split,
+            partner_free: std::sync::atomic::AtomicBool::new(false),
+        };
         if let (Some(theirs), Kind::Dense { .. }) = (&p.partner, &p.kind) {
             // Each unit is free in exactly one of the two sets.
             for u in 0..units {
@@ -166,7 +184,8 @@ impl PoolAlloc {
 
     /// Allow (or stop) allocating the partner's free addresses.
     pub fn set_partner_free(&self, on: bool) {
-        self.partner_free.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.partner_free
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn split(&self) -> Split {
@@ -175,7 +194,9 @@ impl PoolAlloc {
 
     fn new_kind(units: u64, stripes: usize) -> Kind {
         if units > DENSE_MAX_UNITS {
-            return Kind::Sparse { probe: std::sync::atomic::AtomicU64::new(0) };
+            return Kind::Sparse {
+                probe: std::sync::atomic::AtomicU64::new(0),
+            };
         }
         // Stripes of at least 4096 units keep the bitmaps' summary scans short but useful.
         let max_stripes = (units / 4096).max(1) as usize;
@@ -188,7 +209,10 @@ impl PoolAlloc {
                 CachePadded::new(Mutex::new(Bitmap::new_full(len)))
             })
             .collect();
-        Kind::Dense { stripe_units, stripes }
+        Kind::Dense {
+            stripe_units,
+            stripes,
+        }
     }
 
     pub fn units(&self) -> u64 {
@@ -214,7 +238,10 @@ impl PoolAlloc {
 
     fn kind_pop(&self, kind: &Kind, worker: usize, any_owner: bool) -> Option<u64> {
         match kind {
-            Kind::Dense { stripe_units, stripes } => {
+            Kind::Dense {
+                stripe_units,
+                stripes,
+            } => {
                 let n = stripes.len();
                 for i in 0..n {
                     let si = (worker + i) % n;
@@ -241,9 +268,12 @@ impl PoolAlloc {
 
     fn kind_take(kind: &Kind, units: u64, unit: u64) -> bool {
         match kind {
-            Kind::Dense { stripe_units, stripes } if unit < units => {
-                stripes[(unit / stripe_units) as usize].lock().take(unit % stripe_units)
-            }
+            Kind::Dense {
+                stripe_units,
+                stripes,
+            } if unit < units => stripes[(unit / stripe_units) as usize]
+                .lock()
+                .take(unit % stripe_units),
             _ => true,
         }
     }
@@ -262,9 +292,15 @@ impl PoolAlloc {
 
     /// Return a unit to the free set.
     pub fn put(&self, unit: u64) {
-        if let Kind::Dense { stripe_units, stripes } = self.owner_kind(unit) {
+        if let Kind::Dense {
+            stripe_units,
+            stripes,
+        } = self.owner_kind(unit)
+        {
             if unit < self.units {
-                stripes[(unit / stripe_units) as usize].lock().put(unit % stripe_units);
+                stripes[(unit / stripe_units) as usize]
+                    .lock()
+                    .put(unit % stripe_units);
             }
         }
     }
@@ -324,7 +360,16 @@ mod tests {
 
     #[test]
     fn split_pools_allocate_only_owned_units_until_partner_free() {
-        for split in [Split::Modulo { modulus: 2, mine: 0b01 }, Split::Modulo { modulus: 10, mine: 0b1 }] {
+        for split in [
+            Split::Modulo {
+                modulus: 2,
+                mine: 0b01,
+            },
+            Split::Modulo {
+                modulus: 10,
+                mine: 0b1,
+            },
+        ] {
             let units = 10_000u64;
             let p = PoolAlloc::with_split(units, 2, split);
             let mine = (0..units).filter(|&u| split.is_mine(u)).count() as u64;

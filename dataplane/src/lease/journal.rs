@@ -1120,6 +1120,11 @@ struct Inner {
     bytes: AtomicU64,
     fsyncs: AtomicU64,
     compactions: AtomicU64,
+    /// Refusals counted by producers that have since been dropped.
+    rejected_retired: AtomicU64,
+    /// Set before Shutdown is sent: a write retry loop on a failing disk gives up instead of
+    /// holding shutdown forever.
+    stopping: AtomicBool,
     retain_from_seq: AtomicU64,
     cmd_tx: Mutex<mpsc::Sender<Cmd>>,
     thread: Mutex<Option<Thread>>,
@@ -1288,6 +1293,8 @@ impl Journal {
             bytes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            rejected_retired: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             retain_from_seq: AtomicU64::new(u64::MAX),
             cmd_tx: Mutex::new(cmd_tx),
             thread: Mutex::new(None),
@@ -1399,7 +1406,8 @@ impl Journal {
             .lock()
             .iter()
             .map(|p| p.rejected.load(Ordering::Relaxed))
-            .sum();
+            .sum::<u64>()
+            + i.rejected_retired.load(Ordering::Relaxed);
         JournalStats {
             written_seq: i.written_seq.load(Ordering::Acquire),
             durable_seq: i.durable_seq.load(Ordering::Acquire),
@@ -1424,6 +1432,7 @@ impl Journal {
         let Some(h) = self.thread.take() else {
             return Ok(());
         };
+        self.inner.stopping.store(true, Ordering::Release);
         let _ = self.inner.send(Cmd::Shutdown);
         match h.join() {
             Ok(r) => r,
@@ -1495,6 +1504,13 @@ struct WriterLoop {
 impl WriterLoop {
     fn run(mut self, rx: mpsc::Receiver<Cmd>) -> Result<(), JournalError> {
         let result = self.main_loop(&rx);
+        if let Err(e) = &result {
+            // Nothing more will be written: make producers refuse at once (the engine then drops
+            // packets instead of acknowledging leases that cannot be made durable).
+            tracing::error!("lease journal thread stopped: {e}");
+            self.inner.healthy.store(false, Ordering::Relaxed);
+            *self.inner.last_error.lock() = Some(e.to_string());
+        }
         // Dropping the receiver fails any Rotate a running compaction is waiting for, so joining
         // it below cannot deadlock.
         drop(rx);
@@ -1585,7 +1601,14 @@ impl WriterLoop {
         }
         if removed {
             let mut all = self.inner.producers.lock();
-            all.retain(|p| !(p.closed.load(Ordering::Acquire) && p.queue.is_empty()));
+            all.retain(|p| {
+                let gone = p.closed.load(Ordering::Acquire) && p.queue.is_empty();
+                if gone {
+                    let r = p.rejected.load(Ordering::Relaxed);
+                    self.inner.rejected_retired.fetch_add(r, Ordering::Relaxed);
+                }
+                !gone
+            });
             self.local = all.clone();
         }
         n
@@ -1622,6 +1645,10 @@ impl WriterLoop {
                     tracing::error!("lease journal: {msg}; retrying in {backoff:?}");
                     *self.inner.last_error.lock() = Some(msg);
                     self.inner.healthy.store(false, Ordering::Relaxed);
+                    if self.inner.stopping.load(Ordering::Acquire) {
+                        let _ = self.seg.file.set_len(self.seg.len);
+                        return Err(JournalError::io(&self.seg.path, e));
+                    }
                     // A partial write would leave a torn record in the middle of the segment.
                     let _ = self.seg.file.set_len(self.seg.len);
                     let _ = self.seg.file.seek(SeekFrom::Start(self.seg.len));

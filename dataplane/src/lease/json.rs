@@ -19,14 +19,20 @@ pub fn hex_colon(b: &[u8]) -> String {
 
 /// Parse `01:02:ab`, `0102ab` or `01 02 ab` (as Kea accepts).
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let clean: String = s.chars().filter(|c| !matches!(c, ':' | ' ' | '-')).collect();
+    let clean: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect();
     let clean = clean.strip_prefix("0x").unwrap_or(&clean);
     if clean.len() % 2 != 0 {
         return Err(format!("'{s}' is not a hexadecimal string of whole bytes"));
     }
     (0..clean.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).map_err(|_| format!("'{s}' is not hexadecimal")))
+        .map(|i| {
+            u8::from_str_radix(&clean[i..i + 2], 16)
+                .map_err(|_| format!("'{s}' is not hexadecimal"))
+        })
         .collect()
 }
 
@@ -42,7 +48,10 @@ pub fn lease4_to_json(l: &Lease4) -> Value {
     m.insert("valid-lft".into(), json!(l.valid_lft));
     m.insert("fqdn-fwd".into(), json!(l.fqdn_fwd));
     m.insert("fqdn-rev".into(), json!(l.fqdn_rev));
-    m.insert("hostname".into(), json!(l.hostname.as_deref().unwrap_or("")));
+    m.insert(
+        "hostname".into(),
+        json!(l.hostname.as_deref().unwrap_or("")),
+    );
     m.insert("state".into(), json!(l.state.kea_code()));
     Value::Object(m)
 }
@@ -54,21 +63,28 @@ fn field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
 fn get_u64(m: &Map<String, Value>, k: &str) -> Result<Option<u64>, String> {
     match field(m, k) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("'{k}' must be a non-negative integer")),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("'{k}' must be a non-negative integer")),
     }
 }
 
 fn get_bool(m: &Map<String, Value>, k: &str) -> Result<bool, String> {
     match field(m, k) {
         None => Ok(false),
-        Some(v) => v.as_bool().ok_or_else(|| format!("'{k}' must be a boolean")),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| format!("'{k}' must be a boolean")),
     }
 }
 
 /// Timing from Kea's lease JSON: `cltt` when given (pages), else `expire - valid-lft` (updates),
 /// else now.
 fn timing(m: &Map<String, Value>, now: u64, default_valid: u32) -> Result<(u64, u32), String> {
-    let valid = get_u64(m, "valid-lft")?.map(|v| v as u32).unwrap_or(default_valid);
+    let valid = get_u64(m, "valid-lft")?
+        .map(|v| v as u32)
+        .unwrap_or(default_valid);
     let cltt = match (get_u64(m, "cltt")?, get_u64(m, "expire")?) {
         (Some(c), _) => c,
         (None, Some(e)) => {
@@ -84,11 +100,15 @@ fn timing(m: &Map<String, Value>, now: u64, default_valid: u32) -> Result<(u64, 
 
 fn state_of(m: &Map<String, Value>) -> Result<LeaseState, String> {
     let code = get_u64(m, "state")?.unwrap_or(0);
-    LeaseState::from_kea_code(code).ok_or_else(|| format!("invalid lease state {code}, expected 0..2"))
+    LeaseState::from_kea_code(code)
+        .ok_or_else(|| format!("invalid lease state {code}, expected 0..2"))
 }
 
 fn hostname(m: &Map<String, Value>) -> Option<Arc<str>> {
-    field(m, "hostname").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(Arc::from)
+    field(m, "hostname")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(Arc::from)
 }
 
 /// Parse a v4 lease (Kea `lease4-add`/`lease4-update` arguments or a page entry). `subnet-id` 0
@@ -100,7 +120,9 @@ pub fn lease4_from_json(v: &Value, now: u64, default_valid: u32) -> Result<Lease
         .ok_or("'ip-address' is required")?
         .parse()
         .map_err(|_| "'ip-address' is not an IPv4 address".to_string())?;
-    let hw = field(m, "hw-address").and_then(|v| v.as_str()).ok_or("'hw-address' is required")?;
+    let hw = field(m, "hw-address")
+        .and_then(|v| v.as_str())
+        .ok_or("'hw-address' is required")?;
     let hw = parse_hex(hw)?;
     let client_id = match field(m, "client-id").and_then(|v| v.as_str()) {
         Some(s) => IdBuf::from_vec(parse_hex(s)?),
@@ -153,7 +175,10 @@ pub fn lease6_to_json(l: &Lease6) -> Value {
     }
     m.insert("fqdn-fwd".into(), json!(l.fqdn_fwd));
     m.insert("fqdn-rev".into(), json!(l.fqdn_rev));
-    m.insert("hostname".into(), json!(l.hostname.as_deref().unwrap_or("")));
+    m.insert(
+        "hostname".into(),
+        json!(l.hostname.as_deref().unwrap_or("")),
+    );
     m.insert("state".into(), json!(l.state.kea_code()));
     Value::Object(m)
 }
@@ -165,7 +190,11 @@ pub fn lease6_from_json(v: &Value, now: u64, default_valid: u32) -> Result<Lease
         .ok_or("'ip-address' is required")?
         .parse()
         .map_err(|_| "'ip-address' is not an IPv6 address".to_string())?;
-    let duid = parse_hex(field(m, "duid").and_then(|v| v.as_str()).ok_or("'duid' is required")?)?;
+    let duid = parse_hex(
+        field(m, "duid")
+            .and_then(|v| v.as_str())
+            .ok_or("'duid' is required")?,
+    )?;
     let lease_type = match field(m, "type").and_then(|v| v.as_str()).unwrap_or("IA_NA") {
         "IA_NA" => Lease6Type::Na,
         "IA_TA" => Lease6Type::Ta,
@@ -173,7 +202,9 @@ pub fn lease6_from_json(v: &Value, now: u64, default_valid: u32) -> Result<Lease
         other => return Err(format!("unknown lease type '{other}'")),
     };
     let prefix_len = match lease_type {
-        Lease6Type::Pd => get_u64(m, "prefix-len")?.ok_or("'prefix-len' is required for IA_PD")? as u8,
+        Lease6Type::Pd => {
+            get_u64(m, "prefix-len")?.ok_or("'prefix-len' is required for IA_PD")? as u8
+        }
         _ => 128,
     };
     let (cltt, valid_lft) = timing(m, now, default_valid)?;
@@ -190,7 +221,9 @@ pub fn lease6_from_json(v: &Value, now: u64, default_valid: u32) -> Result<Lease
         subnet_id: get_u64(m, "subnet-id")?.unwrap_or(0) as u32,
         cltt,
         valid_lft,
-        preferred_lft: get_u64(m, "preferred-lft")?.map(|v| v as u32).unwrap_or(valid_lft),
+        preferred_lft: get_u64(m, "preferred-lft")?
+            .map(|v| v as u32)
+            .unwrap_or(valid_lft),
         state: state_of(m)?,
         hwaddr,
         fqdn_fwd: get_bool(m, "fqdn-fwd")?,
@@ -209,12 +242,17 @@ mod tests {
             "subnet-id":1,"valid-lft":3600,"expire":1795306795u64,"fqdn-fwd":false,"fqdn-rev":false,"hostname":"host","state":0,"force-create":true});
         let l = lease4_from_json(&v, 0, 0).unwrap();
         assert_eq!(l.cltt, 1795306795 - 3600);
-        assert_eq!(l.client_id.as_slice(), &[1, 0, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        assert_eq!(
+            l.client_id.as_slice(),
+            &[1, 0, 0x11, 0x22, 0x33, 0x44, 0x55]
+        );
         let back = lease4_to_json(&l);
         assert_eq!(back["hw-address"], "00:11:22:33:44:55");
         assert_eq!(back["cltt"], 1795306795u64 - 3600);
         assert_eq!(lease4_from_json(&back, 0, 0).unwrap(), l);
         assert!(lease4_from_json(&json!({"ip-address":"10.0.0.1"}), 0, 0).is_err());
-        assert!(lease4_from_json(&json!({"ip-address":"10.0.0.1","hw-address":"zz"}), 0, 0).is_err());
+        assert!(
+            lease4_from_json(&json!({"ip-address":"10.0.0.1","hw-address":"zz"}), 0, 0).is_err()
+        );
     }
 }

@@ -43,12 +43,25 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
-    pub fn v4(subnet_id: SubnetId, hw: &HwAddr, client_id: Option<&[u8]>, match_client_id: bool) -> ClientKey {
+    pub fn v4(
+        subnet_id: SubnetId,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        match_client_id: bool,
+    ) -> ClientKey {
         match client_id {
-            Some(cid) if match_client_id => {
-                ClientKey { subnet_id, kind: KeyKind::ClientId, iaid: 0, id: IdBuf::from_slice(cid) }
-            }
-            _ => ClientKey { subnet_id, kind: KeyKind::HwAddr, iaid: 0, id: IdBuf::from_slice(hw.as_slice()) },
+            Some(cid) if match_client_id => ClientKey {
+                subnet_id,
+                kind: KeyKind::ClientId,
+                iaid: 0,
+                id: IdBuf::from_slice(cid),
+            },
+            _ => ClientKey {
+                subnet_id,
+                kind: KeyKind::HwAddr,
+                iaid: 0,
+                id: IdBuf::from_slice(hw.as_slice()),
+            },
         }
     }
 
@@ -93,7 +106,8 @@ pub struct PoolInfo {
 
 impl PoolInfo {
     pub fn contains(&self, addr: u128) -> bool {
-        addr >= self.first && ((addr - self.first) >> self.unit_shift) < u128::from(self.alloc.units())
+        addr >= self.first
+            && ((addr - self.first) >> self.unit_shift) < u128::from(self.alloc.units())
     }
     fn unit_of(&self, addr: u128) -> u64 {
         ((addr - self.first) >> self.unit_shift) as u64
@@ -121,7 +135,11 @@ pub struct StoreSizing {
 
 impl Default for StoreSizing {
     fn default() -> Self {
-        StoreSizing { shards: 64, stripes: 4, expected_leases: 1 << 16 }
+        StoreSizing {
+            shards: 64,
+            stripes: 4,
+            expected_leases: 1 << 16,
+        }
     }
 }
 
@@ -139,7 +157,14 @@ pub struct LeaseStore {
 }
 
 fn new_shards<K, V>(n: usize, per_shard: usize, h: &Hasher) -> Box<[Shard<K, V>]> {
-    (0..n).map(|_| CachePadded::new(Mutex::new(HashMap::with_capacity_and_hasher(per_shard, h.clone())))).collect()
+    (0..n)
+        .map(|_| {
+            CachePadded::new(Mutex::new(HashMap::with_capacity_and_hasher(
+                per_shard,
+                h.clone(),
+            )))
+        })
+        .collect()
 }
 
 /// Declined addresses are held this long unless the config says otherwise (Kea's default).
@@ -175,7 +200,9 @@ impl LeaseStore {
     pub fn pool_of(&self, addr: u128, v6_type: Option<Lease6Type>) -> Option<usize> {
         // Pools do not overlap within a family (validated by config); PD and NA pools may share
         // ranges, so filter by type.
-        let idx = self.pools_by_first.partition_point(|&i| self.pools[i].first <= addr);
+        let idx = self
+            .pools_by_first
+            .partition_point(|&i| self.pools[i].first <= addr);
         self.pools_by_first[..idx]
             .iter()
             .rev()
@@ -214,14 +241,20 @@ impl LeaseStore {
 
     /// Write `lease` for `key` at its address if the address is claimable. On success returns the
     /// previous lease at that address (if any).
-    pub fn claim4(&self, key: &ClientKey, lease: Lease4, now: u64) -> Result<Option<Lease4>, ClaimError> {
+    pub fn claim4(
+        &self,
+        key: &ClientKey,
+        lease: Lease4,
+        now: u64,
+    ) -> Result<Option<Lease4>, ClaimError> {
         let a = u32::from(lease.addr);
         let mut shard = self.addrs4[self.shard_of(&a)].lock();
         let existing = shard.get(&a);
         if !Self::claimable4(existing, key, now) {
             return Err(ClaimError::InUse);
         }
-        let was_free_in_pool = existing.is_none_or(|l| l.state == LeaseState::ExpiredReclaimed || l.expire() <= now);
+        let was_free_in_pool =
+            existing.is_none_or(|l| l.state == LeaseState::ExpiredReclaimed || l.expire() <= now);
         if was_free_in_pool {
             if let Some(p) = self.pool_of(u128::from(a), None) {
                 let pool = &self.pools[p];
@@ -230,7 +263,9 @@ impl LeaseStore {
         }
         let prev = shard.insert(a, lease);
         // Leaf lock taken while holding the address shard: allowed by the lock order.
-        self.clients[self.shard_of(key)].lock().insert(key.clone(), u128::from(a));
+        self.clients[self.shard_of(key)]
+            .lock()
+            .insert(key.clone(), u128::from(a));
         Ok(prev)
     }
 
@@ -248,7 +283,9 @@ impl LeaseStore {
             // Bounded: a dense pool's free set is exact, so retries only happen after races or
             // for addresses held outside the bitmap's knowledge (e.g. imported leases).
             for _ in 0..64 {
-                let Some(unit) = pool.alloc.pop(worker) else { break };
+                let Some(unit) = pool.alloc.pop(worker) else {
+                    break;
+                };
                 let addr = Ipv4Addr::from(pool.addr_of(unit) as u32);
                 let lease = make(addr);
                 let a = u32::from(addr);
@@ -257,7 +294,9 @@ impl LeaseStore {
                     continue; // held by someone the bitmap did not know about; leave it taken
                 }
                 shard.insert(a, lease.clone());
-                self.clients[self.shard_of(key)].lock().insert(key.clone(), u128::from(a));
+                self.clients[self.shard_of(key)]
+                    .lock()
+                    .insert(key.clone(), u128::from(a));
                 return Ok(lease);
             }
         }
@@ -265,7 +304,12 @@ impl LeaseStore {
     }
 
     /// Update a lease in place if it still belongs to `key`. Returns the new lease.
-    pub fn update4(&self, key: &ClientKey, addr: Ipv4Addr, f: &mut dyn FnMut(&mut Lease4)) -> Option<Lease4> {
+    pub fn update4(
+        &self,
+        key: &ClientKey,
+        addr: Ipv4Addr,
+        f: &mut dyn FnMut(&mut Lease4),
+    ) -> Option<Lease4> {
         let a = u32::from(addr);
         let mut shard = self.addrs4[self.shard_of(&a)].lock();
         let l = shard.get_mut(&a)?;
@@ -291,7 +335,14 @@ impl LeaseStore {
     /// A declined or active lease takes its address out of the free set.
     pub fn put4(&self, lease: Lease4) {
         let a = u32::from(lease.addr);
-        let key = ClientKey::v4(lease.subnet_id, &lease.hwaddr, Some(&lease.client_id).filter(|c| !c.is_empty()).map(|c| c.as_slice()), true);
+        let key = ClientKey::v4(
+            lease.subnet_id,
+            &lease.hwaddr,
+            Some(&lease.client_id)
+                .filter(|c| !c.is_empty())
+                .map(|c| c.as_slice()),
+            true,
+        );
         let hw_key = ClientKey::v4(lease.subnet_id, &lease.hwaddr, None, false);
         let held = lease.state != LeaseState::ExpiredReclaimed;
         let mut shard = self.addrs4[self.shard_of(&a)].lock();
@@ -305,10 +356,14 @@ impl LeaseStore {
         }
         shard.insert(a, lease);
         if key.kind == KeyKind::ClientId {
-            self.clients[self.shard_of(&key)].lock().insert(key, u128::from(a));
+            self.clients[self.shard_of(&key)]
+                .lock()
+                .insert(key, u128::from(a));
         }
         if !hw_key.id.is_empty() {
-            self.clients[self.shard_of(&hw_key)].lock().insert(hw_key, u128::from(a));
+            self.clients[self.shard_of(&hw_key)]
+                .lock()
+                .insert(hw_key, u128::from(a));
         }
     }
 
@@ -326,7 +381,13 @@ impl LeaseStore {
     /// assigned leases become `ExpiredReclaimed` (kept for address affinity), expired offers and
     /// declined addresses past probation are removed. Reports every change through `on_change`
     /// so the caller can journal it (offers are never journaled and are not reported).
-    pub fn reclaim4(&self, now: u64, max: usize, cursor: &mut usize, on_change: &mut dyn FnMut(LeaseChange)) -> usize {
+    pub fn reclaim4(
+        &self,
+        now: u64,
+        max: usize,
+        cursor: &mut usize,
+        on_change: &mut dyn FnMut(LeaseChange),
+    ) -> usize {
         let mut done = 0;
         let n = self.addrs4.len();
         for step in 0..n {
@@ -406,7 +467,12 @@ impl LeaseStore {
         }
     }
 
-    pub fn claim6(&self, key: &ClientKey, lease: Lease6, now: u64) -> Result<Option<Lease6>, ClaimError> {
+    pub fn claim6(
+        &self,
+        key: &ClientKey,
+        lease: Lease6,
+        now: u64,
+    ) -> Result<Option<Lease6>, ClaimError> {
         let k = (u128::from(lease.addr), lease.lease_type);
         let mut shard = self.addrs6[self.shard_of(&k)].lock();
         let existing = shard.get(&k);
@@ -418,7 +484,9 @@ impl LeaseStore {
             pool.alloc.take(pool.unit_of(k.0));
         }
         let prev = shard.insert(k, lease);
-        self.clients[self.shard_of(key)].lock().insert(key.clone(), k.0);
+        self.clients[self.shard_of(key)]
+            .lock()
+            .insert(key.clone(), k.0);
         Ok(prev)
     }
 
@@ -434,7 +502,9 @@ impl LeaseStore {
             let pool = &self.pools[p];
             let Some(ty) = pool.v6_type else { continue };
             for _ in 0..64 {
-                let Some(unit) = pool.alloc.pop(worker) else { break };
+                let Some(unit) = pool.alloc.pop(worker) else {
+                    break;
+                };
                 let k = (pool.addr_of(unit), ty);
                 let lease = make(Ipv6Addr::from(k.0));
                 let mut shard = self.addrs6[self.shard_of(&k)].lock();
@@ -442,7 +512,9 @@ impl LeaseStore {
                     continue;
                 }
                 shard.insert(k, lease.clone());
-                self.clients[self.shard_of(key)].lock().insert(key.clone(), k.0);
+                self.clients[self.shard_of(key)]
+                    .lock()
+                    .insert(key.clone(), k.0);
                 return Ok(lease);
             }
         }
@@ -503,7 +575,13 @@ impl LeaseStore {
         removed
     }
 
-    pub fn reclaim6(&self, now: u64, max: usize, cursor: &mut usize, on_change: &mut dyn FnMut(LeaseChange)) -> usize {
+    pub fn reclaim6(
+        &self,
+        now: u64,
+        max: usize,
+        cursor: &mut usize,
+        on_change: &mut dyn FnMut(LeaseChange),
+    ) -> usize {
         let mut done = 0;
         let n = self.addrs6.len();
         for step in 0..n {
@@ -512,7 +590,8 @@ impl LeaseStore {
             }
             let si = (*cursor + step) % n;
             let mut shard = self.addrs6[si].lock();
-            let mut to_remove: smallvec::SmallVec<[(u128, Lease6Type); 16]> = smallvec::SmallVec::new();
+            let mut to_remove: smallvec::SmallVec<[(u128, Lease6Type); 16]> =
+                smallvec::SmallVec::new();
             for (k, l) in shard.iter_mut() {
                 if done >= max || to_remove.len() == to_remove.inline_size() {
                     break;
@@ -583,7 +662,14 @@ mod tests {
             v6_type: None,
             alloc: PoolAlloc::new(n, 2),
         };
-        LeaseStore::new(vec![pool], &StoreSizing { shards: 8, stripes: 2, expected_leases: 1024 })
+        LeaseStore::new(
+            vec![pool],
+            &StoreSizing {
+                shards: 8,
+                stripes: 2,
+                expected_leases: 1024,
+            },
+        )
     }
 
     fn lease(addr: Ipv4Addr, mac: u8, now: u64) -> Lease4 {
@@ -610,14 +696,22 @@ mod tests {
         let s = store(Ipv4Addr::new(10, 0, 0, 10), 4);
         let mut got = Vec::new();
         for mac in 0..4 {
-            let l = s.allocate4(&key(mac), &[0], 0, &|a| lease(a, mac, 1000), 1000).unwrap();
+            let l = s
+                .allocate4(&key(mac), &[0], 0, &|a| lease(a, mac, 1000), 1000)
+                .unwrap();
             got.push(l.addr);
         }
         got.sort();
         got.dedup();
         assert_eq!(got.len(), 4);
-        assert_eq!(s.allocate4(&key(9), &[0], 0, &|a| lease(a, 9, 1000), 1000), Err(ClaimError::PoolsExhausted));
-        assert_eq!(s.claim4(&key(9), lease(got[0], 9, 1000), 1000), Err(ClaimError::InUse));
+        assert_eq!(
+            s.allocate4(&key(9), &[0], 0, &|a| lease(a, 9, 1000), 1000),
+            Err(ClaimError::PoolsExhausted)
+        );
+        assert_eq!(
+            s.claim4(&key(9), lease(got[0], 9, 1000), 1000),
+            Err(ClaimError::InUse)
+        );
         // The owner can re-claim its own address.
         let owner = s.get_by_addr4(got[0]).unwrap();
         let owner_key = ClientKey::v4(1, &owner.hwaddr, None, true);
@@ -627,15 +721,27 @@ mod tests {
     #[test]
     fn expired_leases_are_reclaimed_and_reusable() {
         let s = store(Ipv4Addr::new(10, 0, 0, 10), 1);
-        let l = s.allocate4(&key(1), &[0], 0, &|a| lease(a, 1, 1000), 1000).unwrap();
+        let l = s
+            .allocate4(&key(1), &[0], 0, &|a| lease(a, 1, 1000), 1000)
+            .unwrap();
         let mut changes = Vec::new();
         let mut cursor = 0;
-        assert_eq!(s.reclaim4(1050, 10, &mut cursor, &mut |c| changes.push(c)), 0);
-        assert_eq!(s.reclaim4(1100, 10, &mut cursor, &mut |c| changes.push(c)), 1);
-        assert!(matches!(&changes[0], LeaseChange::Put4(l2) if l2.state == LeaseState::ExpiredReclaimed));
+        assert_eq!(
+            s.reclaim4(1050, 10, &mut cursor, &mut |c| changes.push(c)),
+            0
+        );
+        assert_eq!(
+            s.reclaim4(1100, 10, &mut cursor, &mut |c| changes.push(c)),
+            1
+        );
+        assert!(
+            matches!(&changes[0], LeaseChange::Put4(l2) if l2.state == LeaseState::ExpiredReclaimed)
+        );
         // Client 1 still finds its old lease (affinity); client 2 may take the address.
         assert_eq!(s.get_by_client4(&key(1)).unwrap().addr, l.addr);
-        let l2 = s.allocate4(&key(2), &[0], 1, &|a| lease(a, 2, 1200), 1200).unwrap();
+        let l2 = s
+            .allocate4(&key(2), &[0], 1, &|a| lease(a, 2, 1200), 1200)
+            .unwrap();
         assert_eq!(l2.addr, l.addr);
         // Client 1's index entry is now stale and must not resolve to client 2's lease.
         assert_eq!(s.get_by_client4(&key(1)), None);
@@ -645,10 +751,14 @@ mod tests {
     fn put_and_delete_keep_the_free_set_exact() {
         let s = store(Ipv4Addr::new(10, 0, 0, 10), 2);
         s.put4(lease(Ipv4Addr::new(10, 0, 0, 10), 1, 1000));
-        let l = s.allocate4(&key(2), &[0], 0, &|a| lease(a, 2, 1000), 1000).unwrap();
+        let l = s
+            .allocate4(&key(2), &[0], 0, &|a| lease(a, 2, 1000), 1000)
+            .unwrap();
         assert_eq!(l.addr, Ipv4Addr::new(10, 0, 0, 11));
         s.delete4(Ipv4Addr::new(10, 0, 0, 10));
-        let l = s.allocate4(&key(3), &[0], 0, &|a| lease(a, 3, 1000), 1000).unwrap();
+        let l = s
+            .allocate4(&key(3), &[0], 0, &|a| lease(a, 3, 1000), 1000)
+            .unwrap();
         assert_eq!(l.addr, Ipv4Addr::new(10, 0, 0, 10));
     }
 
@@ -664,7 +774,16 @@ mod tests {
                         let mac = [w as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0, 1];
                         let k = ClientKey::v4(1, &HwAddr::ethernet(mac), None, true);
                         let l = s
-                            .allocate4(&k, &[0], w, &|a| Lease4 { hwaddr: HwAddr::ethernet(mac), ..lease(a, 0, 1) }, 1)
+                            .allocate4(
+                                &k,
+                                &[0],
+                                w,
+                                &|a| Lease4 {
+                                    hwaddr: HwAddr::ethernet(mac),
+                                    ..lease(a, 0, 1)
+                                },
+                                1,
+                            )
                             .unwrap();
                         mine.push(l.addr);
                     }
@@ -672,7 +791,10 @@ mod tests {
                 })
             })
             .collect();
-        let mut all: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         all.sort();
         let n = all.len();
         all.dedup();

@@ -86,7 +86,12 @@ pub struct Dhcp4Scratch {
 
 impl Default for Dhcp4Scratch {
     fn default() -> Self {
-        Dhcp4Scratch { index: [OptLoc::default(); 256], present: [0; 4], concat: [0; 1024], concat_len: 0 }
+        Dhcp4Scratch {
+            index: [OptLoc::default(); 256],
+            present: [0; 4],
+            concat: [0; 1024],
+            concat_len: 0,
+        }
     }
 }
 
@@ -122,7 +127,10 @@ fn ip_at(b: &[u8], at: usize) -> Ipv4Addr {
 
 impl<'a> Dhcp4View<'a> {
     /// Parse and index a DHCPv4 message. Errors name the malformation.
-    pub fn parse(pkt: &'a [u8], scratch: &'a mut Dhcp4Scratch) -> Result<Dhcp4View<'a>, DropReason> {
+    pub fn parse(
+        pkt: &'a [u8],
+        scratch: &'a mut Dhcp4Scratch,
+    ) -> Result<Dhcp4View<'a>, DropReason> {
         scratch.reset();
         if pkt.len() < FIXED_LEN + 4 {
             return Err(DropReason::DhcpTooShort);
@@ -196,7 +204,11 @@ impl<'a> Dhcp4View<'a> {
             return None;
         }
         let (s, l) = (usize::from(loc.start), usize::from(loc.len));
-        Some(if loc.in_scratch { &self.scratch.concat[s..s + l] } else { &self.pkt[s..s + l] })
+        Some(if loc.in_scratch {
+            &self.scratch.concat[s..s + l]
+        } else {
+            &self.pkt[s..s + l]
+        })
     }
 
     pub fn has_option(&self, code: u8) -> bool {
@@ -279,7 +291,12 @@ fn index_options(
         let c = usize::from(code);
         let loc = s.index[c];
         if !loc.present {
-            s.index[c] = OptLoc { start: start as u16, len: len as u16, in_scratch: false, present: true };
+            s.index[c] = OptLoc {
+                start: start as u16,
+                len: len as u16,
+                in_scratch: false,
+                present: true,
+            };
             s.present[c / 64] |= 1 << (c % 64);
         } else {
             // RFC 3396: a repeated option is the concatenation of its instances.
@@ -295,11 +312,18 @@ fn index_options(
                 s.concat.copy_within(src..src + prev_len, new_start);
             } else {
                 let src = usize::from(loc.start);
-                s.concat[new_start..new_start + prev_len].copy_from_slice(&pkt[src..src + prev_len]);
+                s.concat[new_start..new_start + prev_len]
+                    .copy_from_slice(&pkt[src..src + prev_len]);
             }
-            s.concat[new_start + prev_len..new_start + prev_len + len].copy_from_slice(&pkt[start..start + len]);
+            s.concat[new_start + prev_len..new_start + prev_len + len]
+                .copy_from_slice(&pkt[start..start + len]);
             s.concat_len = new_start + prev_len + len;
-            s.index[c] = OptLoc { start: new_start as u16, len: (prev_len + len) as u16, in_scratch: true, present: true };
+            s.index[c] = OptLoc {
+                start: new_start as u16,
+                len: (prev_len + len) as u16,
+                in_scratch: true,
+                present: true,
+            };
         }
         i = start + len;
     }
@@ -318,7 +342,11 @@ pub struct Dhcp4Writer<'a> {
 impl<'a> Dhcp4Writer<'a> {
     /// Start a BOOTREPLY echoing the request's htype, hlen, xid, flags, giaddr and chaddr.
     pub fn reply_to(buf: &'a mut [u8], req: &Dhcp4View<'_>) -> Dhcp4Writer<'a> {
-        let mut w = Dhcp4Writer { buf, pos: 0, overflow: false };
+        let mut w = Dhcp4Writer {
+            buf,
+            pos: 0,
+            overflow: false,
+        };
         if w.buf.len() < FIXED_LEN + 4 {
             w.overflow = true;
             return w;
@@ -494,7 +522,9 @@ mod tests {
 
     #[test]
     fn overload_reads_options_from_file_field() {
-        let mut pkt = RequestBuilder::new(MessageType::Request, 1, [0; 6]).option(OPT_OVERLOAD, &[1]).build();
+        let mut pkt = RequestBuilder::new(MessageType::Request, 1, [0; 6])
+            .option(OPT_OVERLOAD, &[1])
+            .build();
         pkt[108..114].copy_from_slice(&[OPT_REQUESTED_IP, 4, 10, 0, 0, 9]);
         pkt[114] = OPT_END;
         let mut s = Dhcp4Scratch::default();
@@ -504,18 +534,26 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_rejected_without_panic() {
-        let good = RequestBuilder::new(MessageType::Discover, 7, [1; 6]).option(OPT_PRL, &[1, 3, 6]).build();
+        let good = RequestBuilder::new(MessageType::Discover, 7, [1; 6])
+            .option(OPT_PRL, &[1, 3, 6])
+            .build();
         let mut s = Dhcp4Scratch::default();
         for n in 0..good.len() {
             let _ = Dhcp4View::parse(&good[..n], &mut s).map(|v| v.message_type());
         }
         let mut bad = good.clone();
         bad[FIXED_LEN] = 0;
-        assert_eq!(Dhcp4View::parse(&bad, &mut s).err(), Some(DropReason::BadMagicCookie));
+        assert_eq!(
+            Dhcp4View::parse(&bad, &mut s).err(),
+            Some(DropReason::BadMagicCookie)
+        );
         let mut bad = good.clone();
         let l = bad.len();
         bad[l - 5] = 200; // PRL length runs past the end
-        assert_eq!(Dhcp4View::parse(&bad, &mut s).err(), Some(DropReason::BadOptions));
+        assert_eq!(
+            Dhcp4View::parse(&bad, &mut s).err(),
+            Some(DropReason::BadOptions)
+        );
     }
 
     #[test]

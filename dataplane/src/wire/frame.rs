@@ -22,8 +22,15 @@ pub const MAX_FRAME: usize = 1792;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L3 {
-    V4 { src: Ipv4Addr, dst: Ipv4Addr },
-    V6 { src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8 },
+    V4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    },
+    V6 {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+    },
 }
 
 /// A parsed UDP-in-IP-in-Ethernet frame. `payload` is the byte range of the UDP payload.
@@ -113,7 +120,11 @@ pub fn parse_udp_frame(frame: &[u8]) -> Result<UdpFrame, DropReason> {
             s.copy_from_slice(&ip[8..24]);
             d.copy_from_slice(&ip[24..40]);
             (
-                L3::V6 { src: Ipv6Addr::from(s), dst: Ipv6Addr::from(d), hop_limit: ip[7] },
+                L3::V6 {
+                    src: Ipv6Addr::from(s),
+                    dst: Ipv6Addr::from(d),
+                    hop_limit: ip[7],
+                },
                 off + IPV6_HLEN,
                 off + IPV6_HLEN + payload_len,
             )
@@ -161,7 +172,13 @@ pub struct Udp4Reply {
     pub dst_port: u16,
 }
 
-fn write_eth(buf: &mut [u8], src: [u8; 6], dst: [u8; 6], vlan: Option<u16>, ethertype: u16) -> usize {
+fn write_eth(
+    buf: &mut [u8],
+    src: [u8; 6],
+    dst: [u8; 6],
+    vlan: Option<u16>,
+    ethertype: u16,
+) -> usize {
     buf[0..6].copy_from_slice(&dst);
     buf[6..12].copy_from_slice(&src);
     match vlan {
@@ -292,7 +309,10 @@ mod tests {
             assert_eq!(f.payload_end - f.payload_start, 300);
             assert_eq!((f.src_port, f.dst_port), (67, 68));
             let ip_off = off - UDP_HLEN - IPV4_HLEN;
-            assert_eq!(checksum_finish(checksum_add(0, &buf[ip_off..ip_off + 20])), 0);
+            assert_eq!(
+                checksum_finish(checksum_add(0, &buf[ip_off..ip_off + 20])),
+                0
+            );
             // UDP checksum over pseudo header + segment must verify to 0.
             let mut sum = checksum_add(0, &buf[ip_off + 12..ip_off + 20]);
             sum += 17 + (buf.len() - ip_off - 20) as u32;
