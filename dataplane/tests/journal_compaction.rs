@@ -255,3 +255,30 @@ fn versions_order_changes_that_the_journal_thread_drained_out_of_order() {
     let r = read_state(dir.path(), false).unwrap();
     assert_eq!(r.leases4, vec![lease4(8, 2)]);
 }
+
+#[test]
+fn lfc_interval_compacts_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = JournalConfig::new(dir.path());
+    c.compaction_interval = Some(Duration::from_millis(100));
+    let (j, _) = Journal::open(c).unwrap();
+    let p = j.producer();
+    let mut model = Model::default();
+    for ch in workload(0, 400) {
+        model.apply(&ch);
+        push_all(&p, ch);
+    }
+    j.flush_blocking(T).unwrap();
+    let t0 = std::time::Instant::now();
+    while j.stats().compactions < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no background compaction"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(files(dir.path(), ".xjs").len(), 1);
+    drop(p);
+    drop(j);
+    assert_state(dir.path(), &model, "after background compaction");
+}
