@@ -282,3 +282,59 @@ fn lfc_interval_compacts_in_the_background() {
     drop(j);
     assert_state(dir.path(), &model, "after background compaction");
 }
+
+#[test]
+fn reader_cursor_files_pin_segments_up_to_a_byte_cap() {
+    use xdhcp_dataplane::lease::journal::{JournalError, JournalReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = JournalConfig::new(dir.path());
+    c.segment_max_bytes = 4 << 10;
+    let pin = dir.path().join("control-acked-peer1.seq");
+    let seqs_from = |from: u64| -> Result<Vec<u64>, JournalError> {
+        JournalReader::open(dir.path(), from)?
+            .map(|e| e.map(|e| e.seq))
+            .collect()
+    };
+    {
+        let (j, _) = Journal::open(c.clone()).unwrap();
+        let p = j.producer();
+        // Small batches, so segments rotate at their size limit.
+        for (i, ch) in workload(0, 300).into_iter().enumerate() {
+            push_all(&p, ch);
+            if i % 10 == 9 {
+                j.flush_blocking(T).unwrap();
+            }
+        }
+        j.flush_blocking(T).unwrap();
+        fs::write(&pin, "100\n").unwrap();
+        let rep = j.compact_now().unwrap();
+        assert!(
+            rep.segments_retained > 0 && rep.segments_removed > 0,
+            "{rep:?}"
+        );
+        assert_eq!(seqs_from(101).unwrap(), (101..=300).collect::<Vec<_>>());
+        // Releasing the pin lets the next compaction drop them.
+        fs::remove_file(&pin).unwrap();
+        j.compact_now().unwrap();
+        assert!(matches!(
+            seqs_from(101),
+            Err(JournalError::Compacted { .. })
+        ));
+        // Our own temporaries are cleaned on open; other processes' files in the dir are not.
+        fs::write(dir.path().join("control-acked-peer1.tmp"), "5").unwrap();
+        for ch in workload(1, 300) {
+            push_all(&p, ch);
+        }
+        j.flush_blocking(T).unwrap();
+    }
+    // A pin that would keep more than retain_max_bytes is overruled.
+    fs::write(&pin, "310\n").unwrap();
+    c.retain_max_bytes = 0;
+    let (j, _) = Journal::open(c).unwrap();
+    assert!(dir.path().join("control-acked-peer1.tmp").exists());
+    j.compact_now().unwrap();
+    assert!(matches!(
+        seqs_from(311),
+        Err(JournalError::Compacted { .. })
+    ));
+}

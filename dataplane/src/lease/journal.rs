@@ -12,6 +12,9 @@
 //! - `snap-<through seq, 20 digits>.xjs`: a snapshot of the whole live state through that sequence
 //!   number, written by compaction (to `.tmp`, fsynced, renamed, directory fsynced).
 //! - `LOCK`: `flock`ed by the one process that writes the journal.
+//! - `<name>.seq` (written by replication readers, e.g. the control process): the last sequence
+//!   number that reader has fully processed. Compaction keeps the segments it still needs, up to
+//!   `retain_max_bytes`.
 //!
 //! Every file starts with a 24-byte header: magic `XDHJ`, format version (u16), kind (u16:
 //! 1 segment, 2 snapshot), a sequence number (u64: a segment's first, a snapshot's last) and a
@@ -142,6 +145,10 @@ pub struct JournalConfig {
     pub batch_max_records: usize,
     /// A segment is closed and a new one started when it grows past this.
     pub segment_max_bytes: u64,
+    /// Folded segments kept for replication readers (see [`Journal::set_retain_from_seq`] and the
+    /// `*.seq` cursor files) are dropped anyway, oldest first, beyond this many bytes: a peer
+    /// that stays away too long gets a full sync instead of an unbounded journal.
+    pub retain_max_bytes: u64,
     /// Run compaction this often (Kea `lfc-interval`); `None` = only when asked.
     pub compaction_interval: Option<Duration>,
     /// Skip corrupt records in the middle of the journal (with a warning) instead of refusing to
@@ -160,6 +167,7 @@ impl JournalConfig {
             queue_capacity: 65_536,
             batch_max_records: 16_384,
             segment_max_bytes: 64 << 20,
+            retain_max_bytes: 1 << 30,
             compaction_interval: None,
             salvage: false,
             idle_park: Duration::from_millis(1),
@@ -615,7 +623,8 @@ fn list_dir(dir: &Path) -> Result<Listing, JournalError> {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         let path = ent.path();
-        if name.ends_with(".tmp") {
+        if name.starts_with("snap-") && name.ends_with(".tmp") {
+            // Only our own temporaries: other processes (the control's cursor files) share the dir.
             l.temps.push(path);
         } else if let Some(n) = name
             .strip_prefix("seg-")
@@ -1874,13 +1883,37 @@ fn compact(
             fs::remove_file(p).map_err(|e| JournalError::io(p, e))?;
         }
     }
-    // A folded segment may go once every record in it is below retain_from_seq. Delete oldest
+    // A folded segment may go once every record in it is below the retention point (the minimum
+    // of `retain_from_seq` and the readers' cursor files), or when what is retained exceeds
+    // `retain_max_bytes` (the lagging peer then gets `Compacted` and a full sync). Delete oldest
     // first so what remains is always a contiguous run up to the newest segment.
-    let retain = inner.retain_from_seq.load(Ordering::Acquire);
+    let retain = inner
+        .retain_from_seq
+        .load(Ordering::Acquire)
+        .min(reader_pins(dir));
+    let sizes: Vec<u64> = folded
+        .iter()
+        .map(|(_, p)| fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
+    let mut kept_bytes: u64 = folded
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| folded.get(i + 1).map_or(s, |(f, _)| *f) > retain)
+        .map(|(i, _)| sizes[i])
+        .sum();
     let (mut removed, mut retained) = (0, 0);
     for (i, (_, p)) in folded.iter().enumerate() {
         let next_first = folded.get(i + 1).map_or(s, |(f, _)| *f);
-        if next_first <= retain {
+        let over_cap = kept_bytes > inner.cfg.retain_max_bytes;
+        if next_first <= retain || over_cap {
+            if next_first > retain {
+                kept_bytes -= sizes[i];
+                tracing::warn!(
+                    segment = %p.display(),
+                    retain_from_seq = retain,
+                    "lease journal: dropping a segment a replication reader still needs                      (retained bytes over retain_max_bytes); that peer will need a full sync"
+                );
+            }
             fs::remove_file(p).map_err(|e| JournalError::io(p, e))?;
             removed += 1;
             if crash == Some(CompactionCrashPoint::AfterFirstDelete) {
@@ -1903,6 +1936,23 @@ fn compact(
         segments_retained: retained,
         snapshot_bytes: out.len() as u64,
     })
+}
+
+/// The lowest sequence number a replication reader still needs, from its cursor file:
+/// `<dir>/<name>.seq` holding the last sequence number it has fully processed, in decimal
+/// (`u64::MAX` if there are none). Files live in the journal directory so the pin survives a
+/// restart of either process; deleting a file releases its pin.
+fn reader_pins(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return u64::MAX;
+    };
+    rd.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seq")))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter_map(|t| t.trim().parse::<u64>().ok())
+        .map(|acked| acked.saturating_add(1))
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------
