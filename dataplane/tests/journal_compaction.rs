@@ -338,3 +338,20 @@ fn reader_cursor_files_pin_segments_up_to_a_byte_cap() {
         Err(JournalError::Compacted { .. })
     ));
 }
+
+#[test]
+fn a_version_taken_under_the_store_lock_orders_a_later_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(JournalConfig::new(dir.path())).unwrap();
+    let a = j.producer();
+    let b = j.producer();
+    // Store order: a's put, then b's delete; they reach the journal the other way round.
+    let va = a.take_version();
+    let vb = b.take_version();
+    b.try_push_versioned(vb, LeaseChange::Del4(v4(3))).unwrap();
+    j.flush_blocking(T).unwrap();
+    a.try_push_versioned(va, LeaseChange::Put4(lease4(3, 1)))
+        .unwrap();
+    j.flush_blocking(T).unwrap();
+    assert!(read_state(dir.path(), false).unwrap().leases4.is_empty());
+}

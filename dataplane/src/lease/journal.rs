@@ -1047,17 +1047,38 @@ pub struct JournalProducer {
 
 impl JournalProducer {
     /// Queue a change for the journal without blocking. Call it while holding the lock that
-    /// serialises changes to this lease (the version taken here orders them). On `Err` the change
-    /// was not queued (queue full or journal failing): do not acknowledge the client.
+    /// serialises changes to this lease (the version taken here orders them), or take the version
+    /// under that lock with [`JournalProducer::take_version`] and push later with
+    /// [`JournalProducer::try_push_versioned`]. On `Err` the change was not queued (queue full or
+    /// journal failing): do not acknowledge the client.
     #[inline]
     pub fn try_push(&self, change: LeaseChange) -> Result<(), LeaseChange> {
-        if self.p.queue.is_full() || !self.inner.healthy.load(Ordering::Relaxed) {
+        if !self.has_room() {
             self.p.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(change);
         }
+        let version = self.take_version();
+        self.try_push_versioned(version, change)
+    }
+
+    /// A version number for a change to be pushed later. Versions order changes to the same
+    /// lease on replay (highest wins), so take it inside the store's critical section for the
+    /// lease: then two workers changing the same address a moment apart replay in store order
+    /// even if they push in the other order.
+    #[inline]
+    pub fn take_version(&self) -> u64 {
         // Relaxed is enough: read-modify-writes of one atomic are totally ordered, and that order
         // agrees with the happens-before the caller's lock provides.
-        let version = self.inner.version.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inner.version.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// [`JournalProducer::try_push`] with a version from [`JournalProducer::take_version`].
+    #[inline]
+    pub fn try_push_versioned(&self, version: u64, change: LeaseChange) -> Result<(), LeaseChange> {
+        if !self.inner.healthy.load(Ordering::Relaxed) {
+            self.p.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(change);
+        }
         match self.p.queue.push(Pending { version, change }) {
             Ok(()) => Ok(()),
             Err(p) => {
