@@ -184,3 +184,95 @@ fn echo_rate_of_one_worker() {
     }
     backend.stop().unwrap();
 }
+
+/// Paced load (default 10,000 requests/s for 5 s; `XD_RATE`, `XD_SECS`): every request must be
+/// answered, and when some are not the worker's and the kernel's counters say where they went.
+#[test]
+#[ignore = "measurement; run explicitly with --release --ignored --nocapture"]
+fn paced_echo_loses_nothing() {
+    let rate: u64 = std::env::var("XD_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let secs: u64 = std::env::var("XD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let lab = Lab::new("pe", 1);
+    let mut cfg = XdpBackendConfig::new(vec![SRV_IF.to_string()], 2048, 8192);
+    cfg.attach_mode = AttachMode::Native;
+    let backend = lab
+        .srv
+        .run(|| XdpBackend::start(&cfg, &|_| Box::new(Echo) as Box<dyn FrameHandler>))
+        .expect("start");
+    let (sent, received, rcvbuf_errors, csum_errors) = lab.cli.run(|| {
+        let rcvbuf0 = udp_snmp("RcvbufErrors");
+        let csum0 = udp_snmp("InCsumErrors");
+        let sock = UdpSocket::bind((CLI_IP, 40001)).unwrap();
+        // A big receive buffer so a briefly descheduled receiver thread (two shared cores) does
+        // not count as loss of the server's.
+        let big: libc::c_int = 16 << 20;
+        // SAFETY: passes a live int and its size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&big as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        for _ in 0..5 {
+            sock.send_to(b"warm", (SRV_IP, 67)).unwrap();
+            if sock.recv_from(&mut [0u8; 64]).is_ok() {
+                break;
+            }
+        }
+        let rx = sock.try_clone().unwrap();
+        let counter = std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut buf = [0u8; 256];
+            while rx.recv_from(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        let start = Instant::now();
+        let total = rate * secs;
+        for i in 0..total {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            sock.send_to(&i.to_be_bytes(), (SRV_IP, 67)).unwrap();
+        }
+        let got = counter.join().unwrap();
+        (
+            total,
+            got,
+            udp_snmp("RcvbufErrors") - rcvbuf0,
+            udp_snmp("InCsumErrors") - csum0,
+        )
+    });
+    println!("client: UDP RcvbufErrors {rcvbuf_errors} InCsumErrors {csum_errors}");
+    println!("{}", lab.cli.ip(&["-s", "link", "show", "dev", CLI_IF]));
+    let s = backend.stats().unwrap();
+    let q = s.queues[0].1;
+    println!(
+        "paced echo: {rate}/s for {secs} s: sent {sent} received {received} lost {}; worker rx {} replies {} \
+         tx_ring_full {} tx_no_frame {} kernel rx_dropped {} rx_ring_full {} fill_empty {}; program {:?}",
+        sent - received,
+        q.rx_frames,
+        q.replies,
+        q.tx_ring_full,
+        q.tx_no_frame,
+        q.kernel_rx_dropped,
+        q.kernel_rx_ring_full,
+        q.kernel_fill_empty,
+        s.programs[0].1
+    );
+    backend.stop().unwrap();
+    assert_eq!(sent, received, "every paced request answered");
+}
