@@ -13,7 +13,7 @@ use crate::frames::{
     client_mac, parse_reply, Fields, Kind, Templates, MSG_ACK, MSG_NAK, MSG_OFFER,
 };
 use crate::port::{mono_ns, Port};
-use crate::stats::{Counters, Latency, Report};
+use crate::stats::{Counters, Latency, Report, RunInfo};
 use crate::track::{Mismatch, Stage, Table};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -369,16 +369,15 @@ impl<'t> Generator<'t> {
             Mode::Dora => "dora",
             Mode::Echo => "echo",
         };
-        Report::new(
-            mode,
-            &port.describe(),
-            measured_s,
-            cfg.rate,
-            self.table.capacity() as u64,
-            self.counters,
-            &self.latency,
+        let run = RunInfo {
+            mode: mode.to_string(),
+            io: port.describe(),
+            duration_s: measured_s,
+            target_rate: cfg.rate,
+            window: self.table.capacity() as u64,
             total_s,
-        )
+        };
+        Report::new(&run, self.counters, &self.latency)
     }
 }
 

@@ -112,6 +112,20 @@ pub struct Counters {
     pub tx_dropped: u64,
 }
 
+/// How a run was made (the report's fixed fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub mode: String,
+    pub io: String,
+    /// The measured span, seconds.
+    pub duration_s: f64,
+    /// Open loop target (exchanges/s); 0 for closed loop.
+    pub target_rate: u64,
+    pub window: u64,
+    /// The whole run including the warm-up, seconds (for the sent-frames rate).
+    pub total_s: f64,
+}
+
 /// The result of one run, as printed with `--json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -135,21 +149,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(
-        mode: &str,
-        io: &str,
-        duration_s: f64,
-        target_rate: u64,
-        window: u64,
-        c: Counters,
-        lat: &Latency,
-        sent_window_s: f64,
-    ) -> Report {
+    pub fn new(run: &RunInfo, c: Counters, lat: &Latency) -> Report {
+        let (duration_s, target_rate, window, sent_window_s) =
+            (run.duration_s, run.target_rate, run.window, run.total_s);
         let d = duration_s.max(1e-9);
         let drops = c.timeouts + c.naks;
         Report {
-            mode: mode.to_string(),
-            io: io.to_string(),
+            mode: run.mode.clone(),
+            io: run.io.clone(),
             duration_s,
             target_rate,
             window,
@@ -277,7 +284,15 @@ mod tests {
             sent: 2000,
             ..Counters::default()
         };
-        let r = Report::new("dora", "xdp", 2.0, 0, 64, c, &Latency::new(), 2.5);
+        let run = RunInfo {
+            mode: "dora".into(),
+            io: "xdp".into(),
+            duration_s: 2.0,
+            target_rate: 0,
+            window: 64,
+            total_s: 2.5,
+        };
+        let r = Report::new(&run, c, &Latency::new());
         assert_eq!(r.exchanges_per_s, 495.0);
         assert_eq!(r.packets_per_s, 992.5);
         assert_eq!(r.drops, 10);
