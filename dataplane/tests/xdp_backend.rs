@@ -111,6 +111,12 @@ fn echoes_dhcp_port_through_af_xdp_and_keeps_other_traffic_in_the_kernel() {
     );
     assert_eq!(backend.queues().len(), 1);
     assert!(!backend.queues()[0].zero_copy, "veth has no zero-copy");
+    // The NIC's multicast filter must let DHCPv6 (ff02::1:2) in although no socket listens on 547.
+    let maddr = lab.srv.ip(&["-6", "maddr", "show", "dev", SRV_IF]);
+    assert!(
+        maddr.contains("ff02::1:2"),
+        "joined All_DHCP_Relay_Agents_and_Servers: {maddr}"
+    );
     assert!(
         lab.srv_xdp_state().contains("xdp"),
         "ip link shows the program: {}",
@@ -172,6 +178,12 @@ fn echoes_dhcp_port_through_af_xdp_and_keeps_other_traffic_in_the_kernel() {
 
     backend.stop().expect("clean stop");
     assert_eq!(lab.srv_xdp_state(), "", "no XDP program left after stop");
+    assert!(
+        !lab.srv
+            .ip(&["-6", "maddr", "show", "dev", SRV_IF])
+            .contains("ff02::1:2"),
+        "group left on stop"
+    );
     // With the program gone, port 67 belongs to the kernel again (nothing listens: no reply).
     lab.cli.run(|| {
         let sock = UdpSocket::bind((CLI_IP, 0)).unwrap();

@@ -52,6 +52,9 @@ pub struct XdpBackendConfig {
     pub poll_timeout_ms: i32,
     /// Steered UDP ports (the server ports unless the program serves a load generator).
     pub ports: SteerPorts,
+    /// Join ff02::1:2 on every interface so the NIC's multicast filter lets DHCPv6 through
+    /// (no kernel socket listens on 547 while AF_XDP serves it).
+    pub join_dhcpv6_multicast: bool,
 }
 
 impl XdpBackendConfig {
@@ -77,6 +80,7 @@ impl XdpBackendConfig {
             idle_spins: 1000,
             poll_timeout_ms: 100,
             ports: SteerPorts::SERVER,
+            join_dhcpv6_multicast: true,
         }
     }
 
@@ -253,6 +257,8 @@ pub struct XdpBackend {
     /// Declared after the workers so that, on drop, threads are joined (sockets closed) before
     /// the programs are detached and their maps freed.
     programs: Vec<XdpProgram>,
+    /// Sockets holding the DHCPv6 multicast membership of each interface.
+    _memberships: Vec<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for XdpBackend {
@@ -344,6 +350,21 @@ impl XdpBackend {
             cfg.cpus.clone()
         };
 
+        let mut memberships = Vec::new();
+        if cfg.join_dhcpv6_multicast {
+            for iface in &ifaces {
+                match sys::join_ipv6_multicast(
+                    iface.ifindex,
+                    sys::ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+                ) {
+                    Ok(fd) => memberships.push(fd),
+                    // IPv6 disabled on the interface: DHCPv6 cannot arrive there anyway.
+                    Err(e) => {
+                        tracing::warn!(iface = %iface.name, error = %e, "could not join ff02::1:2")
+                    }
+                }
+            }
+        }
         let mut programs = Vec::with_capacity(ifaces.len());
         let mut sockets = Vec::new();
         let mut infos = Vec::new();
@@ -403,6 +424,7 @@ impl XdpBackend {
             stats,
             stop,
             programs,
+            _memberships: memberships,
         };
         for ((sock, ctx), info) in sockets.into_iter().zip(infos) {
             let handler = make_handler(info.worker);

@@ -471,6 +471,40 @@ pub fn detach_xdp_links(ifindex: u32) -> io::Result<u32> {
     Ok(detached)
 }
 
+// ---------------------------------------------------------------- multicast
+
+/// All_DHCP_Relay_Agents_and_Servers (RFC 8415), where DHCPv6 clients send.
+pub const ALL_DHCP_RELAY_AGENTS_AND_SERVERS: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+
+/// Joins an IPv6 multicast group on an interface and returns the socket that holds the
+/// membership (dropping it leaves the group). With AF_XDP no kernel socket listens on 547, so
+/// without this a NIC's multicast filter would discard DHCPv6 before XDP ever sees it.
+pub fn join_ipv6_multicast(ifindex: u32, group: std::net::Ipv6Addr) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mreq = libc::ipv6_mreq {
+        ipv6mr_multiaddr: libc::in6_addr {
+            s6_addr: group.octets(),
+        },
+        ipv6mr_interface: ifindex,
+    };
+    // SAFETY: passes a live ipv6_mreq and its size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_ADD_MEMBERSHIP,
+            (&mreq as *const libc::ipv6_mreq).cast(),
+            std::mem::size_of::<libc::ipv6_mreq>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
 // ---------------------------------------------------------------- process setup
 
 /// Lifts RLIMIT_MEMLOCK so UMEM and maps can be locked. Returns the limit now in force.
