@@ -562,3 +562,39 @@ fn run_serves_several_interfaces_until_stopped() {
         "both detached"
     );
 }
+
+#[test]
+fn dhcpv6_to_the_multicast_group_reaches_the_worker() {
+    let lab = Lab::new("v6", 1);
+    let counts = Counts::new(1);
+    let backend = start(&lab, &config(AttachMode::Native), &counts).expect("backend starts");
+    let cli_ifindex = lab.cli.run(|| sys::ifindex(CLI_IF).unwrap());
+    lab.cli.run(|| {
+        let sock = UdpSocket::bind("[::]:0").unwrap();
+        let to = std::net::SocketAddrV6::new(
+            sys::ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
+            547,
+            0,
+            cli_ifindex,
+        );
+        // The link-local source address is usable once duplicate address detection is over.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let sent = sock.send_to(&[1, 0, 0, 1], to).is_ok();
+            std::thread::sleep(Duration::from_millis(100));
+            let s = backend.stats().unwrap();
+            if sent && s.programs[0].1.get(Counter::SteeredV6) >= 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no DHCPv6 steered: {s:?}"
+            );
+        }
+    });
+    let s = backend.stats().unwrap();
+    let q = s.queues[0].1;
+    // The echo handler answers only IPv4, so the v6 request shows as received without a reply.
+    assert!(q.rx_frames >= 1 && q.no_reply >= 1, "{q:?}");
+    backend.stop().unwrap();
+}
