@@ -140,21 +140,30 @@ fn now() -> u64 {
     crate::backend::Now::read().unix_secs
 }
 
-fn journal_change(ctx: &Context, c: LeaseChange) -> Result<(), Value> {
+/// Make a change to the store and journal it. `op` performs the store operation, taking the
+/// journal version under the store's lock through the stamp it is given (so the change replays
+/// in store order; see `engine::LeaseSink`), and returns the change with its version, or `None`
+/// when there was nothing to change.
+fn journal_change(
+    ctx: &Context,
+    op: &mut dyn FnMut(&dyn Fn() -> u64) -> Option<(LeaseChange, u64)>,
+) -> Result<bool, Value> {
     let sink = ctx.sink.lock();
     // Commands are rare; wait briefly for room rather than fail at once.
     for _ in 0..1000 {
         if sink.has_room() {
-            sink.push(c);
-            return Ok(());
+            let stamp = || sink.take_version();
+            return Ok(match op(&stamp) {
+                Some((change, version)) => {
+                    sink.push_versioned(version, change);
+                    true
+                }
+                None => false,
+            });
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    Err(reply(
-        1,
-        "the lease journal is not keeping up; try again",
-        None,
-    ))
+    Err(reply(1, "the lease journal is not keeping up; try again", None))
 }
 
 /// Handle one command (also used directly by tests).
@@ -338,12 +347,13 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
             let Some(addr) = args.get("ip-address").and_then(|v| v.as_str()).and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
                 return reply(1, "'ip-address' (IPv4) is required", None);
             };
-            match store.delete4(addr) {
-                Some(_) => match journal_change(ctx, LeaseChange::Del4(addr)) {
-                    Ok(()) => reply(0, "IPv4 lease deleted.", None),
-                    Err(e) => e,
-                },
-                None => reply(3, "IPv4 lease not found.", None),
+            let mut op = |stamp: &dyn Fn() -> u64| {
+                store.delete4_stamped(addr, stamp).map(|(_, v)| (LeaseChange::Del4(addr), v))
+            };
+            match journal_change(ctx, &mut op) {
+                Ok(true) => reply(0, "IPv4 lease deleted.", None),
+                Ok(false) => reply(3, "IPv4 lease not found.", None),
+                Err(e) => e,
             }
         }
         c if lease6::COMMANDS.contains(&c) => lease6::handle(ctx, c, &args),
@@ -454,9 +464,12 @@ fn lease4_write(ctx: &Context, cmd: &str, args: &Value) -> Value {
         ("lease4-update", false) if !force => return reply(3, "IPv4 lease not found", None),
         _ => {}
     }
-    ctx.shared.store.put4(lease.clone());
-    match journal_change(ctx, LeaseChange::Put4(lease)) {
-        Ok(()) => reply(
+    let mut op = |stamp: &dyn Fn() -> u64| {
+        let v = ctx.shared.store.put4_stamped(lease.clone(), stamp);
+        Some((LeaseChange::Put4(lease.clone()), v))
+    };
+    match journal_change(ctx, &mut op) {
+        Ok(_) => reply(
             0,
             if cmd == "lease4-add" {
                 "Lease for address added."

@@ -20,11 +20,14 @@ use std::time::Duration;
 use xdhcp_config::model::{Backend, Config, HaMode, HaRelationship, HaRole};
 
 impl LeaseSink for JournalProducer {
-    fn has_room(&self) -> bool {
-        JournalProducer::has_room(self)
+    fn room_for(&self, n: usize) -> bool {
+        JournalProducer::room_for(self, n)
     }
-    fn push(&self, change: LeaseChange) -> bool {
-        self.try_push(change).is_ok()
+    fn take_version(&self) -> u64 {
+        JournalProducer::take_version(self)
+    }
+    fn push_versioned(&self, version: u64, change: LeaseChange) -> bool {
+        self.try_push_versioned(version, change).is_ok()
     }
 }
 

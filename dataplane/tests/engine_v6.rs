@@ -60,10 +60,13 @@ fn config(subnet1_extra: &str) -> String {
 /// A sink that is always full: the engine must never acknowledge what it cannot journal.
 struct FullSink;
 impl LeaseSink for FullSink {
-    fn has_room(&self) -> bool {
+    fn room_for(&self, _: usize) -> bool {
         false
     }
-    fn push(&self, _: LeaseChange) -> bool {
+    fn take_version(&self) -> u64 {
+        0
+    }
+    fn push_versioned(&self, _: u64, _: LeaseChange) -> bool {
         false
     }
 }
@@ -1188,4 +1191,127 @@ fn lease6_commands_as_kea_ha_sends_and_reads_them() {
         .unwrap()
         .iter()
         .any(|c| c == "lease6-bulk-apply"));
+}
+
+/// Counts heap allocations made by the current thread (other tests run on other threads).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+#[test]
+fn the_common_path_allocates_nothing() {
+    let loaded = xdhcp_config::load_str(&config(""), std::path::Path::new("test.json")).unwrap();
+    let shared = Arc::new(
+        xdhcp_dataplane::server::build_shared_with_duid(
+            &loaded.config,
+            1,
+            vec![(7, "test0".into())],
+            Some(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 1]),
+        )
+        .unwrap(),
+    );
+    let mut w = Worker::new(
+        shared.clone(),
+        0,
+        Box::new(xdhcp_dataplane::engine::NullSink),
+    );
+    let ctx = RxContext {
+        ifindex: 7,
+        queue: 0,
+        if_mac: SERVER_MAC,
+        if_ipv4: std::net::Ipv4Addr::UNSPECIFIED,
+    };
+    let frame_of = |payload: &[u8]| {
+        let mut frame = vec![0u8; 1700];
+        let off = payload_offset_v6(None);
+        frame[off..off + payload.len()].copy_from_slice(payload);
+        let r = Udp6Reply {
+            src_mac: CLIENT_MAC,
+            dst_mac: SERVER_MAC,
+            vlan_tci: None,
+            src_ip: a(CLIENT_LL),
+            dst_ip: ALL_RELAYS_AND_SERVERS,
+            src_port: CLIENT_PORT,
+            dst_port: SERVER_PORT,
+            hop_limit: 1,
+        };
+        let n = write_udp6_headers(&mut frame, &r, payload.len());
+        frame.truncate(n);
+        frame
+    };
+    let c = duid(40);
+    let sid = vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 1];
+    let now = Now {
+        unix_secs: NOW,
+        mono_ns: 0,
+    };
+    let mut tx = vec![0u8; 2048];
+    // Bind first (the first lease of a client may grow the store's tables).
+    let rc = frame_of(
+        &solicit(1, &c)
+            .ia_na(1, &[])
+            .ia_pd(2, &[])
+            .rapid_commit()
+            .build(),
+    );
+    let n = w.handle_frame(now, &ctx, &rc, &mut tx).unwrap();
+    let ias = Reply::parse(&tx[..n]).ias();
+    let (na, pd) = (ias[0].addrs[0].0, ias[1].prefixes[0].0);
+    let renew = frame_of(
+        &RequestBuilder6::new(MessageType6::Renew, 2)
+            .client_id(&c)
+            .server_id(&sid)
+            .oro(&[OPT_DNS_SERVERS])
+            .ia_na(1, &[(na, 0, 0)])
+            .ia_pd(2, &[(pd, 56, 0, 0)])
+            .build(),
+    );
+    let inner = solicit(3, &c).ia_na(1, &[]).ia_pd(2, &[]).build();
+    let relayed = frame_of(&RequestBuilder6::relay_forw(
+        &inner,
+        0,
+        a("2001:db8:1::1"),
+        a("fe80::1"),
+        Some(b"x"),
+        &[],
+    ));
+    for (name, frame) in [
+        ("renew", &renew),
+        ("solicit of a bound client", &rc),
+        ("relayed solicit", &relayed),
+    ] {
+        assert!(
+            w.handle_frame(now, &ctx, frame, &mut tx).is_some(),
+            "{name}: a reply"
+        );
+        let before = ALLOCS.with(|c| c.get());
+        for _ in 0..100 {
+            assert!(w.handle_frame(now, &ctx, frame, &mut tx).is_some());
+        }
+        let made = ALLOCS.with(|c| c.get()) - before;
+        assert_eq!(made, 0, "{name}: {made} allocations in 100 exchanges");
+    }
 }

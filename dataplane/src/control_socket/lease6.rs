@@ -226,8 +226,11 @@ fn write(ctx: &Context, cmd: &str, args: &Value) -> Result<&'static str, Value> 
         ("lease6-update", false) if !force => return Err(reply(3, "IPv6 lease not found", None)),
         _ => {}
     }
-    ctx.shared.store.put6(lease.clone());
-    journal_change(ctx, LeaseChange::Put6(lease))?;
+    let mut op = |stamp: &dyn Fn() -> u64| {
+        let v = ctx.shared.store.put6_stamped(lease.clone(), stamp);
+        Some((LeaseChange::Put6(lease.clone()), v))
+    };
+    journal_change(ctx, &mut op)?;
     Ok(if cmd == "lease6-add" {
         "Lease for address added."
     } else {
@@ -240,9 +243,16 @@ fn del(ctx: &Context, args: &Value) -> Result<(), Value> {
     let Some(addr) = addr_arg(args)? else {
         return Err(reply(1, "'ip-address' (IPv6) is required", None));
     };
-    match ctx.shared.store.delete6(addr, ty) {
-        Some(l) if visible(&l) => journal_change(ctx, LeaseChange::Del6(addr, ty)),
-        _ => Err(reply(3, "IPv6 lease not found.", None)),
+    // Offers are not leases: a command never deletes one (and nothing was journaled for it).
+    if !ctx.shared.store.get_by_addr6(addr, ty).is_some_and(|l| visible(&l)) {
+        return Err(reply(3, "IPv6 lease not found.", None));
+    }
+    let mut op = |stamp: &dyn Fn() -> u64| {
+        ctx.shared.store.delete6_stamped(addr, ty, stamp).map(|(_, v)| (LeaseChange::Del6(addr, ty), v))
+    };
+    match journal_change(ctx, &mut op)? {
+        true => Ok(()),
+        false => Err(reply(3, "IPv6 lease not found.", None)),
     }
 }
 

@@ -24,11 +24,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Where a worker sends lease changes to make them durable (the journal). Never blocks.
+///
+/// Changes to one lease must replay in the order the store made them, but workers push to
+/// separate queues that the journal drains in its own order. So every change carries a version
+/// taken with [`LeaseSink::take_version`] *inside* the store's critical section for that lease
+/// (the store's `*_stamped` operations call it under the shard lock); replay keeps the highest.
 pub trait LeaseSink: Send {
-    /// True if the next `push` is guaranteed to succeed (single producer per sink).
-    fn has_room(&self) -> bool;
-    /// Queue a change; false if the queue is full (the change was not recorded).
-    fn push(&self, change: LeaseChange) -> bool;
+    /// True if the next `n` pushes are guaranteed to succeed (single producer per sink).
+    fn room_for(&self, n: usize) -> bool;
+    fn has_room(&self) -> bool {
+        self.room_for(1)
+    }
+    /// A version for a change about to be made; call it under the store's lock for the lease.
+    fn take_version(&self) -> u64;
+    /// Queue a change with its version; false if the queue is full (the change was not recorded).
+    fn push_versioned(&self, version: u64, change: LeaseChange) -> bool;
+    /// Queue a change made outside any concurrent writer's reach (replay, import).
+    fn push(&self, change: LeaseChange) -> bool {
+        let v = self.take_version();
+        self.push_versioned(v, change)
+    }
 }
 
 /// A sink for in-memory operation (`lease-database.persist: false`) and unit tests.
@@ -36,23 +51,35 @@ pub trait LeaseSink: Send {
 pub struct NullSink;
 
 impl LeaseSink for NullSink {
-    fn has_room(&self) -> bool {
+    fn room_for(&self, _: usize) -> bool {
         true
     }
-    fn push(&self, _: LeaseChange) -> bool {
+    fn take_version(&self) -> u64 {
+        0
+    }
+    fn push_versioned(&self, _: u64, _: LeaseChange) -> bool {
         true
     }
 }
 
-/// A sink that records changes, for tests.
+/// A sink that records changes (with their versions), for tests.
 #[derive(Default, Clone)]
-pub struct VecSink(pub Arc<parking_lot::Mutex<Vec<LeaseChange>>>);
+pub struct VecSink(pub Arc<parking_lot::Mutex<Vec<LeaseChange>>>, pub Arc<std::sync::atomic::AtomicU64>);
+
+impl VecSink {
+    pub fn changes(&self) -> Vec<LeaseChange> {
+        self.0.lock().clone()
+    }
+}
 
 impl LeaseSink for VecSink {
-    fn has_room(&self) -> bool {
+    fn room_for(&self, _: usize) -> bool {
         true
     }
-    fn push(&self, c: LeaseChange) -> bool {
+    fn take_version(&self) -> u64 {
+        self.1.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    fn push_versioned(&self, _: u64, c: LeaseChange) -> bool {
         self.0.lock().push(c);
         true
     }

@@ -482,8 +482,10 @@ fn request(
             }
         }
     }
-    if !sink.has_room() {
-        // Never acknowledge what cannot be journaled; the client will retransmit.
+    // Never acknowledge what cannot be journaled; the client will retransmit. Two changes when
+    // the ACK also releases the client's previous address.
+    let moving = current.as_ref().is_some_and(|old| old.addr != addr && old.state != LeaseState::Offered);
+    if !sink.room_for(if moving { 2 } else { 1 }) {
         return Err(DropReason::JournalFull);
     }
     let valid = c.valid_lft(si, msg);
@@ -494,21 +496,24 @@ fn request(
             .map(std::sync::Arc::from),
         ..c.new_lease(si, addr, msg, LeaseState::Assigned, valid)
     };
-    match store.claim4(&key, lease.clone(), c.now) {
-        Ok(_) => {}
+    let stamp = || sink.take_version();
+    match store.claim4_stamped(&key, lease.clone(), c.now, &stamp) {
+        Ok((_, version)) => {
+            sink.push_versioned(version, LeaseChange::Put4(lease));
+        }
         Err(_) => return nak(c, msg, rxc, f, tx),
     }
-    sink.push(LeaseChange::Put4(lease.clone()));
     // A client holds one address per subnet: a different earlier lease is released.
     if let Some(old) = current {
         if old.addr != addr {
-            if let Some(l) = store.update4(&key, old.addr, &mut |l| {
+            let released = |l: &mut Lease4| {
                 l.state = LeaseState::ExpiredReclaimed;
                 l.cltt = c.now;
                 l.valid_lft = 0;
-            }) {
+            };
+            if let Some((l, version)) = store.update4_stamped(&key, old.addr, &mut { released }, &stamp) {
                 if old.state != LeaseState::Offered {
-                    let _ = sink.push(LeaseChange::Put4(l));
+                    let _ = sink.push_versioned(version, LeaseChange::Put4(l));
                 }
             }
         }
@@ -546,15 +551,20 @@ fn release(
         return Err(DropReason::JournalFull);
     }
     let key = c.key(si, msg);
-    let l = shared
+    let (l, version) = shared
         .store
-        .update4(&key, addr, &mut |l| {
-            l.state = LeaseState::ExpiredReclaimed;
-            l.cltt = c.now;
-            l.valid_lft = 0;
-        })
+        .update4_stamped(
+            &key,
+            addr,
+            &mut |l| {
+                l.state = LeaseState::ExpiredReclaimed;
+                l.cltt = c.now;
+                l.valid_lft = 0;
+            },
+            &|| sink.take_version(),
+        )
         .ok_or(DropReason::NoLeaseForClient)?;
-    sink.push(LeaseChange::Put4(l));
+    sink.push_versioned(version, LeaseChange::Put4(l));
     Ok(())
 }
 
@@ -580,18 +590,23 @@ fn decline(
     let key = c.key(si, msg);
     // The address is held for the probation period, detached from the client (as Kea does), so the
     // client's next DISCOVER gets a different address.
-    let l = shared
+    let (l, version) = shared
         .store
-        .update4(&key, addr, &mut |l| {
-            l.state = LeaseState::Declined;
-            l.cltt = c.now;
-            l.valid_lft = probation;
-            l.hwaddr = HwAddr::default();
-            l.client_id = IdBuf::new();
-            l.hostname = None;
-        })
+        .update4_stamped(
+            &key,
+            addr,
+            &mut |l| {
+                l.state = LeaseState::Declined;
+                l.cltt = c.now;
+                l.valid_lft = probation;
+                l.hwaddr = HwAddr::default();
+                l.client_id = IdBuf::new();
+                l.hostname = None;
+            },
+            &|| sink.take_version(),
+        )
         .ok_or(DropReason::NoLeaseForClient)?;
-    sink.push(LeaseChange::Put4(l));
+    sink.push_versioned(version, LeaseChange::Put4(l));
     Ok(())
 }
 

@@ -1096,6 +1096,12 @@ impl JournalProducer {
         !self.p.queue.is_full() && self.inner.healthy.load(Ordering::Relaxed)
     }
 
+    /// True if the next `n` pushes from this handle will be accepted (an ACK that also releases
+    /// the client's previous address needs two).
+    pub fn room_for(&self, n: usize) -> bool {
+        self.p.queue.capacity() - self.p.queue.len() >= n && self.inner.healthy.load(Ordering::Relaxed)
+    }
+
     /// Changes this handle had to refuse.
     pub fn rejected(&self) -> u64 {
         self.p.rejected.load(Ordering::Relaxed)

@@ -247,6 +247,18 @@ impl LeaseStore {
         lease: Lease4,
         now: u64,
     ) -> Result<Option<Lease4>, ClaimError> {
+        self.claim4_stamped(key, lease, now, &|| 0).map(|(prev, _)| prev)
+    }
+
+    /// [`claim4`](Self::claim4), calling `stamp` under the address lock (see
+    /// `engine::LeaseSink`) and returning its value with the previous lease.
+    pub fn claim4_stamped(
+        &self,
+        key: &ClientKey,
+        lease: Lease4,
+        now: u64,
+        stamp: &dyn Fn() -> u64,
+    ) -> Result<(Option<Lease4>, u64), ClaimError> {
         let a = u32::from(lease.addr);
         let mut shard = self.addrs4[self.shard_of(&a)].lock();
         let existing = shard.get(&a);
@@ -262,11 +274,12 @@ impl LeaseStore {
             }
         }
         let prev = shard.insert(a, lease);
+        let version = stamp();
         // Leaf lock taken while holding the address shard: allowed by the lock order.
         self.clients[self.shard_of(key)]
             .lock()
             .insert(key.clone(), u128::from(a));
-        Ok(prev)
+        Ok((prev, version))
     }
 
     /// Allocate a free address from the first candidate pool with room.
@@ -310,6 +323,17 @@ impl LeaseStore {
         addr: Ipv4Addr,
         f: &mut dyn FnMut(&mut Lease4),
     ) -> Option<Lease4> {
+        self.update4_stamped(key, addr, f, &|| 0).map(|(l, _)| l)
+    }
+
+    /// [`update4`](Self::update4) with a version stamp taken under the address lock.
+    pub fn update4_stamped(
+        &self,
+        key: &ClientKey,
+        addr: Ipv4Addr,
+        f: &mut dyn FnMut(&mut Lease4),
+        stamp: &dyn Fn() -> u64,
+    ) -> Option<(Lease4, u64)> {
         let a = u32::from(addr);
         let mut shard = self.addrs4[self.shard_of(&a)].lock();
         let l = shard.get_mut(&a)?;
@@ -321,7 +345,7 @@ impl LeaseStore {
         if matches!(out.state, LeaseState::ExpiredReclaimed) {
             self.free_unit4(a);
         }
-        Some(out)
+        Some((out, stamp()))
     }
 
     fn free_unit4(&self, a: u32) {
@@ -334,6 +358,11 @@ impl LeaseStore {
     /// Insert or replace a lease unconditionally (journal replay, import, HA updates).
     /// A declined or active lease takes its address out of the free set.
     pub fn put4(&self, lease: Lease4) {
+        self.put4_stamped(lease, &|| 0);
+    }
+
+    /// [`put4`](Self::put4) with a version stamp taken under the address lock.
+    pub fn put4_stamped(&self, lease: Lease4, stamp: &dyn Fn() -> u64) -> u64 {
         let a = u32::from(lease.addr);
         let key = ClientKey::v4(
             lease.subnet_id,
@@ -355,6 +384,7 @@ impl LeaseStore {
             }
         }
         shard.insert(a, lease);
+        let version = stamp();
         if key.kind == KeyKind::ClientId {
             self.clients[self.shard_of(&key)]
                 .lock()
@@ -365,16 +395,21 @@ impl LeaseStore {
                 .lock()
                 .insert(hw_key, u128::from(a));
         }
+        version
     }
 
     /// Remove the lease at `addr`, freeing the address. Returns it.
     pub fn delete4(&self, addr: Ipv4Addr) -> Option<Lease4> {
+        self.delete4_stamped(addr, &|| 0).map(|(l, _)| l)
+    }
+
+    /// [`delete4`](Self::delete4) with a version stamp taken under the address lock.
+    pub fn delete4_stamped(&self, addr: Ipv4Addr, stamp: &dyn Fn() -> u64) -> Option<(Lease4, u64)> {
         let a = u32::from(addr);
-        let removed = self.addrs4[self.shard_of(&a)].lock().remove(&a);
-        if removed.is_some() {
-            self.free_unit4(a);
-        }
-        removed
+        let mut shard = self.addrs4[self.shard_of(&a)].lock();
+        let removed = shard.remove(&a)?;
+        self.free_unit4(a);
+        Some((removed, stamp()))
     }
 
     /// Reclaim up to `max` expired leases, scanning shards from `cursor` (updated). Expired
@@ -473,6 +508,17 @@ impl LeaseStore {
         lease: Lease6,
         now: u64,
     ) -> Result<Option<Lease6>, ClaimError> {
+        self.claim6_stamped(key, lease, now, &|| 0).map(|(p, _)| p)
+    }
+
+    /// [`claim6`](Self::claim6) with a version stamp taken under the address lock.
+    pub fn claim6_stamped(
+        &self,
+        key: &ClientKey,
+        lease: Lease6,
+        now: u64,
+        stamp: &dyn Fn() -> u64,
+    ) -> Result<(Option<Lease6>, u64), ClaimError> {
         let k = (u128::from(lease.addr), lease.lease_type);
         let mut shard = self.addrs6[self.shard_of(&k)].lock();
         let existing = shard.get(&k);
@@ -484,10 +530,11 @@ impl LeaseStore {
             pool.alloc.take(pool.unit_of(k.0));
         }
         let prev = shard.insert(k, lease);
+        let version = stamp();
         self.clients[self.shard_of(key)]
             .lock()
             .insert(key.clone(), k.0);
-        Ok(prev)
+        Ok((prev, version))
     }
 
     pub fn allocate6(
@@ -528,6 +575,18 @@ impl LeaseStore {
         ty: Lease6Type,
         f: &mut dyn FnMut(&mut Lease6),
     ) -> Option<Lease6> {
+        self.update6_stamped(key, addr, ty, f, &|| 0).map(|(l, _)| l)
+    }
+
+    /// [`update6`](Self::update6) with a version stamp taken under the address lock.
+    pub fn update6_stamped(
+        &self,
+        key: &ClientKey,
+        addr: Ipv6Addr,
+        ty: Lease6Type,
+        f: &mut dyn FnMut(&mut Lease6),
+        stamp: &dyn Fn() -> u64,
+    ) -> Option<(Lease6, u64)> {
         let k = (u128::from(addr), ty);
         let mut shard = self.addrs6[self.shard_of(&k)].lock();
         let l = shard.get_mut(&k)?;
@@ -539,7 +598,7 @@ impl LeaseStore {
         if out.state == LeaseState::ExpiredReclaimed {
             self.free_unit6(k.0, ty);
         }
-        Some(out)
+        Some((out, stamp()))
     }
 
     fn free_unit6(&self, a: u128, ty: Lease6Type) {
@@ -550,6 +609,11 @@ impl LeaseStore {
     }
 
     pub fn put6(&self, lease: Lease6) {
+        self.put6_stamped(lease, &|| 0);
+    }
+
+    /// [`put6`](Self::put6) with a version stamp taken under the address lock.
+    pub fn put6_stamped(&self, lease: Lease6, stamp: &dyn Fn() -> u64) -> u64 {
         let k = (u128::from(lease.addr), lease.lease_type);
         let key = ClientKey::v6(lease.subnet_id, &lease.duid, lease.iaid, lease.lease_type);
         let held = lease.state != LeaseState::ExpiredReclaimed;
@@ -563,16 +627,22 @@ impl LeaseStore {
             }
         }
         shard.insert(k, lease);
+        let version = stamp();
         self.clients[self.shard_of(&key)].lock().insert(key, k.0);
+        version
     }
 
     pub fn delete6(&self, addr: Ipv6Addr, ty: Lease6Type) -> Option<Lease6> {
+        self.delete6_stamped(addr, ty, &|| 0).map(|(l, _)| l)
+    }
+
+    /// [`delete6`](Self::delete6) with a version stamp taken under the address lock.
+    pub fn delete6_stamped(&self, addr: Ipv6Addr, ty: Lease6Type, stamp: &dyn Fn() -> u64) -> Option<(Lease6, u64)> {
         let k = (u128::from(addr), ty);
-        let removed = self.addrs6[self.shard_of(&k)].lock().remove(&k);
-        if removed.is_some() {
-            self.free_unit6(k.0, ty);
-        }
-        removed
+        let mut shard = self.addrs6[self.shard_of(&k)].lock();
+        let removed = shard.remove(&k)?;
+        self.free_unit6(k.0, ty);
+        Some((removed, stamp()))
     }
 
     pub fn reclaim6(
