@@ -110,11 +110,10 @@ PY
 for ((i = 0; i < 50; i++)); do grep -q "iaprefix" "$LAB_DIR/dhclient6.leases" 2>/dev/null && break; sleep 0.1; done
 PREFIX="$(awk '/iaprefix/ {print $2; exit}' "$LAB_DIR/dhclient6.leases")"
 [[ -n "$PREFIX" ]] || xd_die "dhclient -6 recorded no delegated prefix (iaprefix) in its lease file"
-[[ "$PREFIX" == 2001:db8:80* || "$PREFIX" == 2001:db8:8000:* ]] || true
 xd_log "real-client-v6: bound address $ADDR and delegated prefix $PREFIX"
 
 leases6 "$LAB_DIR/l1.txt"
-read -r _ t_na _ DUID IAID_NA sub_na CLTT_NA valid_na st_na < <(awk -v a="$IP" '$1 == a && $2 == "IA_NA"' "$LAB_DIR/l1.txt") ||
+read -r _ _ _ DUID IAID_NA sub_na CLTT_NA valid_na st_na < <(awk -v a="$IP" '$1 == a && $2 == "IA_NA"' "$LAB_DIR/l1.txt") ||
     xd_die "the server has no IA_NA lease for $IP: $(cat "$LAB_DIR/l1.txt")"
 [[ "$sub_na" == 2 && "$valid_na" == "$VALID" && "$st_na" == 0 ]] ||
     xd_die "server lease for $IP: subnet $sub_na valid $valid_na state $st_na, want 2 $VALID 0"
@@ -162,7 +161,6 @@ lab_stop server || xd_die "xdhcp did not exit cleanly on SIGTERM"
 srv_start
 SID2="$(cat "$LAB_DIR/xdhcp-dhcp6-serverid")"
 [[ -n "$SID1" && "$SID1" == "$SID2" ]] || xd_die "server DUID changed across a restart: $SID1 -> $SID2"
-grep -q "DUID.*${SID1}\|${SID1}" "$LAB_DIR/server.log" || xd_log "note: the server log does not print the DUID"
 xd_log "real-client-v6: server DUID $SID1 kept across a restart"
 
 # ----------------------------------------------------------------------------------------------------
@@ -226,8 +224,10 @@ for line in open(sys.argv[1]):
         sys.exit(f"FAIL: client {duid} holds two {ty} leases: {d[duid]} and {addr}")
     d[duid] = addr
 print(f"leases: {len(na)} addresses and {len(pd)} prefixes on the server for {replies} REPLYs", file=sys.stderr)
-if len(na) != replies or len(pd) != replies:
-    sys.exit(f"FAIL: want one address and one prefix per REPLY ({replies})")
+# perfdhcp -R draws clients at random, so a client may come back: never more leases than REPLYs,
+# and every client that holds an address holds a prefix too.
+if not 0 < len(na) <= replies or set(na) != set(pd):
+    sys.exit(f"FAIL: want one address and one prefix per client, at most one per REPLY ({replies})")
 PY
 lab_stop server || xd_die "xdhcp did not exit cleanly on SIGTERM"
 xd_log "real-client-v6: PASS (dhclient -6 address + prefix bound, renewed, released; DUID kept; perfdhcp -6 0 drops at $RATE/s)"

@@ -441,9 +441,11 @@ impl Ctx<'_> {
         }
     }
 
-    /// Journal a committed lease; `has_room` was checked by the caller for this single push.
-    fn journal(&self, l: Lease6) -> Result<(), DropReason> {
-        if self.sink.push(LeaseChange::Put6(l)) {
+    /// Journal a committed lease with the version stamped under the store's lock for it (so the
+    /// journal orders changes to one address as the store made them); `has_room` was checked by
+    /// the caller for this single push.
+    fn journal(&self, version: u64, l: Lease6) -> Result<(), DropReason> {
+        if self.sink.push_versioned(version, LeaseChange::Put6(l)) {
             Ok(())
         } else {
             Err(DropReason::JournalFull)
@@ -490,8 +492,11 @@ impl Ctx<'_> {
             return Err(DropReason::JournalFull);
         }
         let lease = self.new_lease(si, a, len, ty, iaid, LeaseState::Assigned, pref, valid);
-        match self.store.claim6(&key, lease.clone(), self.now) {
-            Ok(_) => self.journal(lease).map(|_| true),
+        match self
+            .store
+            .claim6_stamped(&key, lease.clone(), self.now, &|| self.sink.take_version())
+        {
+            Ok((_, version)) => self.journal(version, lease).map(|_| true),
             Err(_) => Ok(false),
         }
     }
@@ -510,12 +515,10 @@ impl Ctx<'_> {
     ) -> Result<Option<Granted>, DropReason> {
         let s = &self.rt.subnets[si];
         let key = self.key(si, iaid, ty);
-        let (state, p, v) = if commit {
-            (LeaseState::Assigned, pref, valid)
-        } else {
-            let hold = self.rt.cfg.tuning.offer_hold_secs.max(1);
-            (LeaseState::Offered, hold.min(pref), hold)
-        };
+        // Free units are taken as an offer hold first; a commit then claims the held unit as an
+        // assignment, so the journal version is stamped under the address lock like every claim.
+        let hold = self.rt.cfg.tuning.offer_hold_secs.max(1);
+        let (state, p, v) = (LeaseState::Offered, hold.min(pref), hold);
         // (store pool index, unit length); for PD the pools matching the hinted length go first.
         let mut pools: SmallVec<[(usize, u8); 8]> = SmallVec::new();
         match ty {
@@ -557,8 +560,8 @@ impl Ctx<'_> {
                     self.store.delete6(l.addr, ty);
                     continue;
                 }
-                if commit {
-                    self.journal(l.clone())?;
+                if commit && !self.try_claim(si, l.addr, len, ty, iaid, true, pref, valid)? {
+                    continue;
                 }
                 return Ok(Some(Granted {
                     si,
@@ -656,16 +659,19 @@ impl Ctx<'_> {
         if let (true, Some(g), Some((osi, o))) = (commit, granted, old) {
             if o.addr != g.addr && o.state == LeaseState::Assigned && self.sink.has_room() {
                 let now = self.now;
-                if let Some(l) =
+                let mut released = |l: &mut Lease6| {
+                    l.state = LeaseState::ExpiredReclaimed;
+                    l.cltt = now;
+                    l.valid_lft = 0;
+                    l.preferred_lft = 0;
+                };
+                let key = self.key(osi, ia.iaid, ty);
+                let stamp = || self.sink.take_version();
+                if let Some((l, version)) =
                     self.store
-                        .update6(&self.key(osi, ia.iaid, ty), o.addr, ty, &mut |l| {
-                            l.state = LeaseState::ExpiredReclaimed;
-                            l.cltt = now;
-                            l.valid_lft = 0;
-                            l.preferred_lft = 0;
-                        })
+                        .update6_stamped(&key, o.addr, ty, &mut released, &stamp)
                 {
-                    self.journal(l)?;
+                    self.journal(version, l)?;
                 }
             }
         }
@@ -1006,25 +1012,32 @@ fn release_or_decline(
                     continue;
                 }
                 let now = c.now;
-                let updated = c.store.update6(&key, a, ty, &mut |l| {
-                    l.cltt = now;
-                    if decline {
-                        l.state = LeaseState::Declined;
-                        l.valid_lft = probation;
-                        l.preferred_lft = 0;
-                        // Detached from the client (Kea stores an empty DUID), so the client's
-                        // next SOLICIT gets a different address.
-                        l.duid = IdBuf::from_slice(&[0]);
-                        l.hwaddr = None;
-                        l.hostname = None;
-                    } else {
-                        l.state = LeaseState::ExpiredReclaimed;
-                        l.valid_lft = 0;
-                        l.preferred_lft = 0;
-                    }
-                });
-                if let Some(l) = updated {
-                    c.journal(l)?;
+                let stamp = || c.sink.take_version();
+                let updated = c.store.update6_stamped(
+                    &key,
+                    a,
+                    ty,
+                    &mut |l| {
+                        l.cltt = now;
+                        if decline {
+                            l.state = LeaseState::Declined;
+                            l.valid_lft = probation;
+                            l.preferred_lft = 0;
+                            // Detached from the client (Kea stores an empty DUID), so the client's
+                            // next SOLICIT gets a different address.
+                            l.duid = IdBuf::from_slice(&[0]);
+                            l.hwaddr = None;
+                            l.hostname = None;
+                        } else {
+                            l.state = LeaseState::ExpiredReclaimed;
+                            l.valid_lft = 0;
+                            l.preferred_lft = 0;
+                        }
+                    },
+                    &stamp,
+                );
+                if let Some((l, version)) = updated {
+                    c.journal(version, l)?;
                     any = true;
                     break;
                 }
