@@ -286,6 +286,16 @@ fn open_port_guard(iface: &Interface, port: u16, v6: bool) -> Result<OwnedFd, So
     if r < 0 {
         return Err(sys("bind(UDP guard)", io::Error::last_os_error()));
     }
+    if v6 {
+        // Join All_DHCP_Relay_Agents_and_Servers (ff02::1:2) so the interface accepts the multicast
+        // MAC 33:33:00:01:00:02 that DHCPv6 clients send to; the packet socket then sees those
+        // frames on NICs that filter multicast. The drop-all filter still keeps this socket empty.
+        let mreq = libc::ipv6_mreq {
+            ipv6mr_multiaddr: libc::in6_addr { s6_addr: [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2] },
+            ipv6mr_interface: iface.ifindex,
+        };
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq).map_err(|e| sys("IPV6_ADD_MEMBERSHIP ff02::1:2", e))?;
+    }
     Ok(owned)
 }
 
