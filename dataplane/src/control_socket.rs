@@ -144,10 +144,9 @@ fn now() -> u64 {
 /// journal version under the store's lock through the stamp it is given (so the change replays
 /// in store order; see `engine::LeaseSink`), and returns the change with its version, or `None`
 /// when there was nothing to change.
-fn journal_change(
-    ctx: &Context,
-    op: &mut dyn FnMut(&dyn Fn() -> u64) -> Option<(LeaseChange, u64)>,
-) -> Result<bool, Value> {
+type StampedOp<'a> = dyn FnMut(&dyn Fn() -> u64) -> Option<(LeaseChange, u64)> + 'a;
+
+fn journal_change(ctx: &Context, op: &mut StampedOp<'_>) -> Result<bool, Value> {
     let sink = ctx.sink.lock();
     // Commands are rare; wait briefly for room rather than fail at once.
     for _ in 0..1000 {
