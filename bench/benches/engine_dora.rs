@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xdhcp_bench::frames::{client_mac, Addressing, Fields, Kind, Templates, BOOTP_OFF};
+use xdhcp_bench::port::thread_cpu_ns;
 use xdhcp_dataplane::backend::{FrameHandler, Now, RxContext};
 use xdhcp_dataplane::engine::{LeaseSink, NullSink, Worker};
 use xdhcp_dataplane::lease::journal::{Journal, JournalConfig};
@@ -194,16 +195,6 @@ impl Dora {
             _ => self.failed += 1,
         }
     }
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The plain figure: `count` exchanges by distinct clients, timed as a whole.

@@ -308,6 +308,7 @@ impl<'t> Generator<'t> {
     /// Runs the whole measurement on `port` and returns the report.
     pub fn run<P: Port>(&mut self, port: &mut P, stop: &AtomicBool) -> Report {
         let cfg = self.cfg.clone();
+        let cpu0 = crate::port::thread_cpu_ns();
         let t0 = mono_ns();
         let measure_start = t0 + cfg.warmup_ns;
         let end = measure_start + cfg.duration_ns;
@@ -376,6 +377,7 @@ impl<'t> Generator<'t> {
             target_rate: cfg.rate,
             window: self.table.capacity() as u64,
             total_s,
+            gen_cpu_s: crate::port::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9,
         };
         Report::new(&run, self.counters, &self.latency)
     }

@@ -124,6 +124,9 @@ pub struct RunInfo {
     pub window: u64,
     /// The whole run including the warm-up, seconds (for the sent-frames rate).
     pub total_s: f64,
+    /// CPU time the generator thread used over the whole run, seconds (system calls and the
+    /// softirq work charged to it included).
+    pub gen_cpu_s: f64,
 }
 
 /// The result of one run, as printed with `--json`.
@@ -141,6 +144,9 @@ pub struct Report {
     pub packets_per_s: f64,
     /// Frames sent per second over the whole run.
     pub sent_per_s: f64,
+    /// Generator CPU per frame sent or received, nanoseconds: what the generator costs,
+    /// independent of how busy the machine was.
+    pub gen_cpu_ns_per_frame: f64,
     /// Timeouts + NAKs, and their share of the exchanges started.
     pub drops: u64,
     pub drop_pct: f64,
@@ -163,6 +169,11 @@ impl Report {
             exchanges_per_s: c.completed as f64 / d,
             packets_per_s: c.replies as f64 / d,
             sent_per_s: c.sent as f64 / sent_window_s.max(1e-9),
+            gen_cpu_ns_per_frame: if c.sent + c.received == 0 {
+                0.0
+            } else {
+                (run.gen_cpu_s * 1e9 / (c.sent + c.received) as f64).round()
+            },
             drops,
             drop_pct: if c.started == 0 {
                 0.0
@@ -282,6 +293,7 @@ mod tests {
             timeouts: 8,
             replies: 1985,
             sent: 2000,
+            received: 2000,
             ..Counters::default()
         };
         let run = RunInfo {
@@ -291,6 +303,7 @@ mod tests {
             target_rate: 0,
             window: 64,
             total_s: 2.5,
+            gen_cpu_s: 0.004,
         };
         let r = Report::new(&run, c, &Latency::new());
         assert_eq!(r.exchanges_per_s, 495.0);
@@ -298,6 +311,10 @@ mod tests {
         assert_eq!(r.drops, 10);
         assert!((r.drop_pct - 1.0).abs() < 1e-9);
         assert_eq!(r.sent_per_s, 800.0);
+        assert_eq!(
+            r.gen_cpu_ns_per_frame, 1000.0,
+            "4 ms over 2000 sent + 2000 received"
+        );
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["latency"]["p99_us"], 0.0);
         assert_eq!(j["counters"]["timeouts"], 8);
