@@ -86,9 +86,11 @@ pub fn build_shared_with_duid(
         }
         None => None,
     };
-    // v6 pools can be astronomically large (a /64 is 2^64 addresses): saturate.
+    // Room is reserved up front for the v4 pools only: v6 pools can be astronomically large (a /64
+    // holds 2^64 addresses) and the v6 index grows with the leases actually handed out.
     let total: u64 = pools
         .iter()
+        .filter(|p| p.v6_type.is_none())
         .fold(0u64, |a, p| a.saturating_add(p.alloc.units()));
     let sizing = StoreSizing {
         shards: 256,
