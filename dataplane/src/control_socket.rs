@@ -111,7 +111,17 @@ pub fn spawn(path: PathBuf, mut ctx: Context) -> anyhow::Result<std::thread::Joi
                         let _ = serve_one(stream, &ctx, started);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20))
+                        // Wait for the next connection with poll(2) rather than a fixed sleep: a
+                        // 20 ms sleep made every command cost up to 20 ms, which capped the HA
+                        // control process (lease sync, replication into this server) at ~50
+                        // commands/s. The 100 ms timeout keeps the `stop` check responsive.
+                        let mut pfd = libc::pollfd {
+                            fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd for the listener's open descriptor.
+                        unsafe { libc::poll(&mut pfd, 1, 100) };
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
