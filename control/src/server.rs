@@ -1053,7 +1053,8 @@ fn http_loop(
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
             .ok();
-            let mut resp = tiny_http::Response::from_string(shared.metrics.encode());
+            let mut resp = tiny_http::Response::from_string(shared.metrics.encode())
+                .with_chunked_threshold(usize::MAX);
             if let Some(h) = h {
                 resp = resp.with_header(h);
             }
@@ -1084,7 +1085,10 @@ fn http_loop(
         let ans = handle_request(&body, tx, dp, shared);
         // Peers (Kea) need a list.
         let out = Value::Array(vec![ans]).to_string();
-        let mut resp = tiny_http::Response::from_string(out);
+        // Kea's HTTP client reads Content-Length bodies only; tiny_http would switch a body over
+        // 32 KiB (a lease page) to chunked encoding, which Kea rejects ("no body found in the
+        // response") and then misreads the rest of the connection.
+        let mut resp = tiny_http::Response::from_string(out).with_chunked_threshold(usize::MAX);
         if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "application/json") {
             resp = resp.with_header(h);
         }
