@@ -28,22 +28,17 @@ perfdhcp_shim() {
         xd_die "could not build tests-lab/lib/rcvbuf-shim.c (apt-get install build-essential)"
 }
 
-# perfdhcp_run REPORT PERIOD_S args...: run perfdhcp for PERIOD_S seconds from the relay link (xd-c0) to
-# the server's relay-link address; its full report is written to REPORT and shown. Returns perfdhcp's
-# exit status (3 means "some exchanges failed", which the judge below explains in detail).
+# perfdhcp_run REPORT PERIOD_S args...: run perfdhcp for PERIOD_S seconds from the relay link (xd-c0, or
+# the -l given in args) to the server's relay-link address; its full report is written to REPORT and
+# shown. Returns perfdhcp's exit status (3 means "some exchanges failed", which the judge explains).
 perfdhcp_run() {
     local report="$1" period="$2"
     shift 2
-    xd_need perfdhcp
-    local rc=0 e0 e1 pre=()
-    if [[ "$PERFDHCP_RCVBUF" != 0 ]]; then
-        perfdhcp_shim
-        pre=(env LD_PRELOAD="$LAB_DIR/rcvbuf-shim.so" XD_RCVBUF_BYTES="$PERFDHCP_RCVBUF")
-    fi
+    local rc=0 e0 e1
+    perfdhcp_cmd "$period" "$@"
     e0="$(udp_rcvbuf_errors cli)"
-    xd_log "perfdhcp: perfdhcp -4 -l xd-c0 -p $period -W 2000000 $* ${LAB_SRV_RELAY_IP:-10.64.0.1} (receive buffer ${PERFDHCP_RCVBUF} bytes)"
-    lab_exec cli $((period + 60)) "${pre[@]}" perfdhcp -4 -l xd-c0 -p "$period" -W 2000000 "$@" \
-        "${LAB_SRV_RELAY_IP:-10.64.0.1}" >"$report" 2>&1 || rc=$?
+    xd_log "perfdhcp: ${PERFDHCP_CMD[*]:${#PERFDHCP_PRE[@]}} (receive buffer ${PERFDHCP_RCVBUF} bytes)"
+    lab_exec cli $((period + 60)) "${PERFDHCP_CMD[@]}" >"$report" 2>&1 || rc=$?
     e1="$(udp_rcvbuf_errors cli)"
     cat "$report"
     # Replies lost in perfdhcp's own socket (its receive buffer overflowed because it did not read in
@@ -53,6 +48,34 @@ perfdhcp_run() {
         xd_log "perfdhcp: its own UDP socket overflowed $((e1 - e0)) times in the client namespace (UdpRcvbufErrors): replies the server sent were lost inside perfdhcp, which did not keep up"
     fi
     return "$rc"
+}
+
+# perfdhcp_spawn NAME PERIOD_S args...: the same command as a background lab process (report in
+# $LAB_DIR/NAME.log once lab_wait_exit NAME returns), to run two perfdhcp at once.
+perfdhcp_spawn() {
+    local name="$1" period="$2"
+    shift 2
+    perfdhcp_cmd "$period" "$@"
+    xd_log "perfdhcp: (background $name) ${PERFDHCP_CMD[*]:${#PERFDHCP_PRE[@]}}"
+    lab_spawn cli "$name" "${PERFDHCP_CMD[@]}"
+}
+
+# perfdhcp_cmd PERIOD_S args...: PERFDHCP_CMD, the full command line: from the relay link (-l xd-c0 unless
+# the args name another local interface or address) to the server's relay-link address, with an
+# exit-wait time so replies still in flight at the end are not counted as drops.
+perfdhcp_cmd() {
+    local period="$1"
+    shift
+    xd_need perfdhcp
+    PERFDHCP_PRE=()
+    if [[ "$PERFDHCP_RCVBUF" != 0 ]]; then
+        perfdhcp_shim
+        PERFDHCP_PRE=(env LD_PRELOAD="$LAB_DIR/rcvbuf-shim.so" XD_RCVBUF_BYTES="$PERFDHCP_RCVBUF")
+    fi
+    local local_args=(-l xd-c0)
+    [[ " $* " == *" -l "* ]] && local_args=()
+    PERFDHCP_CMD=("${PERFDHCP_PRE[@]}" perfdhcp -4 "${local_args[@]}" -p "$period" -W 2000000 "$@"
+        "${LAB_SRV_RELAY_IP:-10.64.0.1}")
 }
 
 # udp_rcvbuf_errors ROLE: the namespace's UDP RcvbufErrors counter (datagrams dropped on a full socket).
@@ -95,17 +118,20 @@ for sec, r in expect.items():
         problems.append(f"{sec}: {drops:.0f} drops of {sent:.0f} sent ({100*drops/max(sent,1):.3f}%)")
     if recv < sent:
         problems.append(f"{sec}: received {recv:.0f} < sent {sent:.0f}")
-    want = 0.97 * r * period
+    # Renewals can only start once leases have been acquired, and a balanced run (f + F = r) renews
+    # from a near-empty list: allow them 90%.
+    share = 0.90 if "renewal" in sec else 0.97
+    want = share * r * period
     if sec != "REQUEST-ACK" and sent < want:
-        problems.append(f"{sec}: perfdhcp sent only {sent:.0f} (< 97% of {r:.0f}/s × {period:.0f} s = {want:.0f}): "
+        problems.append(f"{sec}: perfdhcp sent only {sent:.0f} (< {share:.0%} of {r:.0f}/s × {period:.0f} s = {want:.0f}): "
                         "the load generator could not offer the requested rate")
     rej = sections[sec].get("rejected leases", "0")
     if float(rej) != 0:
         problems.append(f"{sec}: {rej} rejected leases")
 if release:
     sent = num("RELEASE", "sent packets") if "RELEASE" in sections else 0
-    if sent < 0.97 * release * period:
-        problems.append(f"RELEASE: sent only {sent:.0f} (< 97% of {release:.0f}/s × {period:.0f} s)")
+    if sent < 0.90 * release * period:
+        problems.append(f"RELEASE: sent only {sent:.0f} (< 90% of {release:.0f}/s × {period:.0f} s)")
 summary = ", ".join(f"{s}: sent {sections[s].get('sent packets','?')} drops {sections[s].get('drops','?')}"
                     for s in sections if s != "RELEASE")
 if problems:

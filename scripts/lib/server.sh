@@ -17,11 +17,13 @@ XD_BIN="${XD_BIN:-${CARGO_TARGET_DIR:-$XD_ROOT/target}/release/xdhcp}"
 XD_KEA_HOOKS="${XD_KEA_HOOKS:-/usr/lib/x86_64-linux-gnu/kea/hooks}"
 
 # The standard lab topology:
-#   relay link  xd-s0 10.64.0.1/12 <-> xd-c0 10.64.0.2/12  perfdhcp acts as a relay (giaddr 10.64.0.2)
+#   relay link  xd-s0 10.64.0.1/12 <-> xd-c0 10.64.0.2/12  perfdhcp acts as a relay (giaddr 10.64.0.2;
+#                                        and 10.64.0.10/12  a second perfdhcp uses -l 10.64.0.10)
 #   client link xd-s1 10.80.0.1/24 <-> xd-c1 (no address)  a real client (dhclient) or raw frames
 # Subnet 1 (10.64.0.0/12) has a pool of 1,048,318 addresses so a million distinct perfdhcp clients fit.
 LAB_SRV_RELAY_IP=10.64.0.1
 LAB_RELAY_IP=10.64.0.2
+LAB_RELAY2_IP=10.64.0.10   # a second relay address on xd-c0, for a second perfdhcp running at once
 LAB_SRV_CLIENT_IP=10.80.0.1
 LAB_POOL1_FIRST=10.64.1.0
 LAB_POOL1_LAST=10.79.255.254
@@ -30,6 +32,7 @@ LAB_POOL2_LAST=10.80.0.199
 
 lab_standard_topology() {
     lab_link xd-s0 "$LAB_SRV_RELAY_IP/12" xd-c0 "$LAB_RELAY_IP/12" "${1:-1500}"
+    timeout 10 ip -n "$LAB_CLI" addr add "$LAB_RELAY2_IP/12" dev xd-c0
     lab_link xd-s1 "$LAB_SRV_CLIENT_IP/24" xd-c1 - "${1:-1500}"
 }
 
