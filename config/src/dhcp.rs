@@ -1353,11 +1353,12 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
             ),
         }
     }
-    if t.frame_count < t.ring_size {
+    // The AF_XDP backend keeps a fill ring and a TX ring of ring-size frames each in flight.
+    if u64::from(t.frame_count) < 2 * u64::from(t.ring_size) {
         ctx.err(
             &o.p("frame-count"),
             format!(
-                "frame-count ({}) must be at least ring-size ({})",
+                "frame-count ({}) must be at least twice ring-size ({}): the AF_XDP backend keeps a full fill ring and a full TX ring of frames",
                 t.frame_count, t.ring_size
             ),
         );
