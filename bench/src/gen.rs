@@ -63,6 +63,12 @@ impl Default for GenConfig {
     }
 }
 
+/// Receive batches taken per loop iteration at most (bounded so sending is never starved either).
+const RX_ROUNDS: usize = 8;
+
+/// Empty iterations before the loop sleeps or yields.
+const IDLE_SPINS: u32 = 32;
+
 /// A REQUEST due in answer to an OFFER.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -315,11 +321,22 @@ impl<'t> Generator<'t> {
         let mut launched: u64 = 0; // open loop pacing, counted from measure start back to t0
         let mut last_expire = t0;
         let mut stopped_at = None;
+        let mut idle = 0u32;
         let batch = cfg.batch.max(1);
         let timeout = cfg.timeout_ns;
         loop {
             let now = mono_ns();
-            port.recv(batch, &mut |f: &[u8]| self.on_frame(f, now));
+            // Drain replies before sending more: a generator that falls behind must not starve its
+            // own RX ring (open loop would otherwise send ever more while replies overflow).
+            let sent_before = self.counters.sent;
+            let mut got = 0;
+            for _ in 0..RX_ROUNDS {
+                let n = port.recv(batch, &mut |f: &[u8]| self.on_frame(f, now));
+                got += n;
+                if n < batch {
+                    break;
+                }
+            }
             self.send_pending(port, now);
             let running = now < end && !stop.load(Ordering::Relaxed);
             if running {
@@ -338,6 +355,21 @@ impl<'t> Generator<'t> {
                 stopped_at = Some(now);
             }
             port.flush();
+            if got == 0 && self.counters.sent == sent_before {
+                idle += 1;
+                if idle >= IDLE_SPINS {
+                    idle = 0;
+                    // Closed loop with a full window waits for a reply; open loop only yields,
+                    // since its next exchange may be due within microseconds.
+                    if cfg.rate == 0 || !running {
+                        port.wait(1);
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            } else {
+                idle = 0;
+            }
             if now - last_expire >= 1_000_000 {
                 last_expire = now;
                 let c = &mut self.counters;

@@ -23,6 +23,13 @@ pub trait Port {
     fn recv(&mut self, max: usize, on_frame: &mut dyn FnMut(&[u8])) -> usize;
     /// "xdp (native, copy)" or "packet".
     fn describe(&self) -> String;
+    /// Nothing to do: block until a frame arrives or `timeout_ms` passes. Sleeping instead of
+    /// spinning matters on veth: the kernel work of delivering frames (softirq, ksoftirqd) runs
+    /// on this core too.
+    fn wait(&mut self, timeout_ms: i32) {
+        let _ = timeout_ms;
+        std::thread::yield_now();
+    }
 }
 
 /// AF_XDP on every rx queue of one interface, with the xdhcp XDP program steering UDP
@@ -190,6 +197,14 @@ impl Port for XdpPort {
 
     fn describe(&self) -> String {
         self.mode.clone()
+    }
+
+    fn wait(&mut self, timeout_ms: i32) {
+        if self.socks.len() == 1 {
+            let _ = self.socks[0].poll_rx(timeout_ms);
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -428,6 +443,16 @@ impl Port for PacketPort {
 
     fn describe(&self) -> String {
         "packet (AF_PACKET, sendmmsg/recvmmsg)".to_string()
+    }
+
+    fn wait(&mut self, timeout_ms: i32) {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     }
 }
 
