@@ -243,7 +243,7 @@ ha_cmd() { ha_cmd_sock "$(ha_sock "$1")" "$2"; }
 ha_state() {
     local r
     r="$(ha_cmd_sock "$(ha_status_sock "$1")" '{"command":"status-get"}' 2>/dev/null)" || { echo "down -"; return 0; }
-    jq -r '.arguments["high-availability"][0]["ha-servers"] | "\(.local.state // "?") \(.remote["in-touch"] // "?")"' \
+    jq -r '.arguments["high-availability"][0]["ha-servers"] | "\(.local.state // "?") \(if .remote == null then "?" else .remote["in-touch"] end)"' \
         <<<"$r" 2>/dev/null || echo "? ?"
 }
 
@@ -286,11 +286,15 @@ ha_leases() {
     jq -r '.arguments.leases[] | select(.state == 0) | "\(.["ip-address"]) \(.["hw-address"] | ascii_downcase)"' <<<"$r" | sort >"$2"
 }
 
-# ha_check_sample FROM TO N: N addresses leased by FROM (random sample) must be found on TO by lease4-get
-# with the same hardware address. Prints a summary; returns 1 when any is missing.
+# ha_check_sample FROM TO N [EXCLUDE_FILE]: N addresses leased by FROM (random sample) must be found on TO
+# by lease4-get with the same hardware address; addresses listed in EXCLUDE_FILE are not sampled. Prints a
+# summary; returns 1 when any is missing.
 ha_check_sample() {
-    local from="$1" to="$2" n="$3" total miss=0 checked=0 addr hw r got
-    ha_leases "$from" "$LAB_DIR/sample-$from.txt"
+    local from="$1" to="$2" n="$3" exclude="${4:-/dev/null}" total miss=0 checked=0 addr hw r got
+    ha_leases "$from" "$LAB_DIR/sample-$from.all"
+    awk -v ex="$exclude" 'FILENAME == ex {x[$1] = 1; next} !($1 in x)' "$exclude" "$LAB_DIR/sample-$from.all" \
+        >"$LAB_DIR/sample-$from.txt"
+    HA_SAMPLE="0/0"
     total=$(wc -l <"$LAB_DIR/sample-$from.txt")
     if ((total == 0)); then
         xd_log "sample: $from holds no leases"
