@@ -1151,6 +1151,12 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
     use xdhcp_dataplane::lease::journal::JournalReader;
     let state = seq_file(dir, &peer.name);
     let mut acked = load_seq(&state);
+    // Entries up to the journal head at start are a backlog left by a crash or a stop. While we
+    // were away the partner may have served those addresses itself (partner-down) and we may
+    // have synced its newer leases since: shipping a stale backlog entry would overwrite the
+    // partner's newer lease (a lease4-update with force-create always wins). So a backlog entry
+    // is shipped only while it is still the current lease at its address in our store.
+    let backlog_until = journal_head_seq().unwrap_or(u64::MAX);
     let labels = PeerLabels {
         peer: peer.name.clone(),
     };
@@ -1188,6 +1194,7 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
             let change = entry.change;
             if matches!(change, LeaseChange::Put6(_) | LeaseChange::Del6(..))
                 || shared.is_echo(&change)
+                || (entry.seq <= backlog_until && superseded(&change))
             {
                 acked = entry.seq;
                 continue;
@@ -1242,6 +1249,49 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
         }
     }
     save_seq(&state, acked);
+}
+
+/// The dataplane's durable journal sequence now (`status-get` → `journal-durable-seq`).
+fn journal_head_seq() -> Option<u64> {
+    let dp = DP.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+    for _ in 0..50 {
+        if let Ok(a) = dp.call(&dpc::cmd("status-get", None)) {
+            return a
+                .arguments
+                .as_ref()
+                .and_then(|v| v.get("journal-durable-seq"))
+                .and_then(Value::as_u64);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Whether a backlog change no longer describes the lease at its address in the dataplane: a
+/// newer change (ours later in the journal, or the partner's merged by a sync) replaced it.
+/// When the dataplane cannot be asked, the change is shipped (the partner's cltt check on sync
+/// and the later journal entries still converge).
+fn superseded(c: &LeaseChange) -> bool {
+    let LeaseChange::Put4(l) = c else {
+        return false;
+    };
+    let Some(dp) = DP.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        return false;
+    };
+    let Ok(a) = dp.call(&dpc::cmd(
+        "lease4-get",
+        Some(json!({ "ip-address": l.addr.to_string() })),
+    )) else {
+        return false;
+    };
+    if a.result != 0 {
+        // Gone (deleted or reclaimed since): a later journal entry says so.
+        return a.result == 3;
+    }
+    let Some(cur) = a.arguments.as_ref().and_then(|v| wire::lease4_from_json(v).ok()) else {
+        return false;
+    };
+    cur.hwaddr.as_slice() != l.hwaddr.as_slice() || cur.cltt > l.cltt
 }
 
 /// Sets the process-wide handles the worker threads use.
