@@ -373,7 +373,9 @@ impl<'t> Generator<'t> {
             if now - last_expire >= 1_000_000 {
                 last_expire = now;
                 let c = &mut self.counters;
-                self.table.expire(now, timeout, &mut |s| {
+                // A slice per millisecond: every slot is looked at within ~32 ms.
+                let slice = (self.table.capacity() / 32).max(64);
+                self.table.expire_some(now, timeout, slice, &mut |s| {
                     if s.measured {
                         c.timeouts += 1;
                     }

@@ -58,6 +58,8 @@ pub struct Table {
     bits: u32,
     generation: Vec<u32>,
     busy: usize,
+    /// Where the next incremental expiry scan starts.
+    cursor: usize,
 }
 
 impl std::fmt::Debug for Table {
@@ -82,6 +84,7 @@ impl Table {
             bits,
             generation: vec![0; cap],
             busy: 0,
+            cursor: 0,
         }
     }
 
@@ -159,6 +162,31 @@ impl Table {
             self.free.push(slot);
         }
         s
+    }
+
+    /// Like [`Table::expire`] but looks at only `count` slots, continuing where the previous
+    /// call stopped: a large open-loop table is swept a slice per millisecond instead of whole
+    /// (which would cost megabytes of memory traffic every millisecond).
+    pub fn expire_some(
+        &mut self,
+        now_ns: u64,
+        timeout_ns: u64,
+        count: usize,
+        on_drop: &mut dyn FnMut(&Slot),
+    ) -> usize {
+        let cap = self.slots.len();
+        let mut n = 0;
+        for _ in 0..count.min(cap) {
+            let i = self.cursor;
+            self.cursor = if i + 1 == cap { 0 } else { i + 1 };
+            let s = self.slots[i];
+            if s.stage != Stage::Free && now_ns.saturating_sub(s.sent_ns) >= timeout_ns {
+                on_drop(&s);
+                self.finish(i as u32);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Ends every exchange whose latest message is older than `timeout_ns`, calling `on_drop`
@@ -240,5 +268,30 @@ mod tests {
         assert_eq!(dropped, vec![0, 1]);
         assert_eq!(t.busy(), 2);
         assert!(t.start(9, Stage::Discover, 40, true).is_some());
+    }
+
+    #[test]
+    fn incremental_expiry_sweeps_the_whole_table_in_slices() {
+        let mut t = Table::new(8);
+        for i in 0..8 {
+            t.start(i, Stage::Discover, 0, true).unwrap();
+        }
+        let mut dropped = Vec::new();
+        assert_eq!(
+            t.expire_some(100, 50, 3, &mut |s| dropped.push(s.client)),
+            3
+        );
+        assert_eq!(
+            t.expire_some(100, 50, 3, &mut |s| dropped.push(s.client)),
+            3
+        );
+        assert_eq!(
+            t.expire_some(100, 50, 3, &mut |s| dropped.push(s.client)),
+            2,
+            "wraps around"
+        );
+        dropped.sort_unstable();
+        assert_eq!(dropped, (0..8).collect::<Vec<_>>());
+        assert_eq!(t.busy(), 0);
     }
 }
