@@ -12,8 +12,8 @@
 # stays short.
 #
 # Knobs (environment): XD_SERVER=xdhcp|kea, XD_PERF_RATE (10000), XD_PERF_PERIOD (30), XD_PERF_CLIENTS
-# (1000000), XD_PERF_MIX_RATE (DORA/s of the second perfdhcp, 1000), XD_PERF_RENEW (600), XD_PERF_RELEASE
-# (400).
+# (1000000), XD_PERF_MIX_RATE (DORA/s of the second perfdhcp, 500), XD_PERF_RENEW (300), XD_PERF_RELEASE
+# (200).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/server.sh"
 source "$XD_ROOT/scripts/lib/perfdhcp.sh"
@@ -21,9 +21,9 @@ source "$XD_ROOT/scripts/lib/perfdhcp.sh"
 RATE="${XD_PERF_RATE:-10000}"
 PERIOD="${XD_PERF_PERIOD:-30}"
 CLIENTS="${XD_PERF_CLIENTS:-1000000}"
-MIX_RATE="${XD_PERF_MIX_RATE:-1000}"
-RENEW="${XD_PERF_RENEW:-600}"
-RELEASE="${XD_PERF_RELEASE:-400}"
+MIX_RATE="${XD_PERF_MIX_RATE:-500}"
+RENEW="${XD_PERF_RENEW:-300}"
+RELEASE="${XD_PERF_RELEASE:-200}"
 
 xd_need perfdhcp python3 jq socat
 lab_create

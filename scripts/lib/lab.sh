@@ -18,7 +18,8 @@
 # script (the pid in their name) is gone.
 #
 # Environment: LAB_QUEUES (rx/tx queues per veth, 1), LAB_LIFETIME_S (hard limit on any lab process, 1800),
-# LAB_STOP_GRACE_S (SIGTERM to SIGKILL, 5), LAB_KEEP_DIR=1 (keep the work dir with logs, configs, pcaps).
+# LAB_STOP_GRACE_S (SIGTERM to SIGKILL, 5), LAB_NICE (nice level of servers and load generators, -10),
+# LAB_KEEP_DIR=1 (keep the work dir with logs, configs, pcaps).
 
 if [[ -n "${XD_LAB_SOURCED:-}" ]]; then return 0; fi
 XD_LAB_SOURCED=1
@@ -33,6 +34,9 @@ LAB_QUEUES="${LAB_QUEUES:-1}"
 # trap never runs.
 LAB_LIFETIME_S="${LAB_LIFETIME_S:-1800}"
 LAB_STOP_GRACE_S="${LAB_STOP_GRACE_S:-5}"
+# The server and the load generators run at this nice level, so that unrelated work on a shared machine
+# (a compiler, say) does not starve the system under test and turn into drops.
+LAB_NICE="${LAB_NICE:--10}"
 LAB_DIR=""
 LAB_KEEP_DIR="${LAB_KEEP_DIR:-0}"
 LAB_CREATED_NS=()

@@ -74,7 +74,7 @@ perfdhcp_cmd() {
     fi
     local local_args=(-l xd-c0)
     [[ " $* " == *" -l "* ]] && local_args=()
-    PERFDHCP_CMD=("${PERFDHCP_PRE[@]}" perfdhcp -4 "${local_args[@]}" -p "$period" -W 2000000 "$@"
+    PERFDHCP_CMD=("${PERFDHCP_PRE[@]}" nice -n "$LAB_NICE" perfdhcp -4 "${local_args[@]}" -p "$period" -W 2000000 "$@"
         "${LAB_SRV_RELAY_IP:-10.64.0.1}")
 }
 

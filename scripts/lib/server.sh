@@ -98,12 +98,12 @@ srv_start() {
             xd_need kea-dhcp4
             # Kea writes its pid and lock files under these directories; keep them inside the lab.
             lab_spawn srv "$name" env KEA_PIDFILE_DIR="$LAB_DIR" KEA_LOCKFILE_DIR="$LAB_DIR" \
-                kea-dhcp4 -c "$SRV_CONFIG"
+                nice -n "$LAB_NICE" kea-dhcp4 -c "$SRV_CONFIG"
             ;;
         xdhcp)
             [[ -x "$XD_BIN" ]] || xd_die "server binary $XD_BIN not found: build it with 'cargo build --release -p xdhcp-dataplane' (or set XD_BIN)"
             # XD_BACKEND=socket|xdp overrides the config's backend (user-context.xdhcp.backend).
-            lab_spawn srv "$name" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$XD_BIN" serve -c "$SRV_CONFIG" \
+            lab_spawn srv "$name" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 nice -n "$LAB_NICE" "$XD_BIN" serve -c "$SRV_CONFIG" \
                 ${XD_BACKEND:+--backend "$XD_BACKEND"}
             ;;
         *) xd_die "XD_SERVER must be xdhcp or kea (got '$XD_SERVER')" ;;
