@@ -471,6 +471,7 @@ fn update_policies(r: &Rel, shared: &Shared) {
 }
 
 /// Carries out one action; returns whether the serving state must be pushed.
+#[allow(clippy::too_many_arguments)] // the core loop's handles, passed as they are
 fn dispatch(
     i: usize,
     r: &mut Rel,
@@ -1126,6 +1127,20 @@ fn unix_loop(
     }
 }
 
+/// Replication is asynchronous: the dataplane answers without waiting for it, so when it shares
+/// a core with the DHCP workers it must not take their CPU (a lag is what async replication is
+/// for). The calling thread drops 10 nice levels; the HA core thread (heartbeats, failure
+/// detection) and the listeners keep the process's priority.
+fn lower_thread_priority() {
+    // SAFETY: getpriority/setpriority on the calling thread's own id (Linux: PRIO_PROCESS with a
+    // thread id applies to that thread only).
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let cur = libc::getpriority(libc::PRIO_PROCESS, tid);
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, (cur + 10).min(19));
+    }
+}
+
 /// Seq state file of one peer: the last journal sequence the peer acknowledged.
 fn seq_file(dir: &Path, peer: &str) -> PathBuf {
     dir.join(format!("control-acked-{peer}.seq"))
@@ -1149,6 +1164,7 @@ fn save_seq(p: &Path, seq: u64) {
 /// acknowledged it (or the policy says the partner will resync instead).
 fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx: &SyncSender<Msg>) {
     use xdhcp_dataplane::lease::journal::JournalReader;
+    lower_thread_priority();
     let state = seq_file(dir, &peer.name);
     let mut acked = load_seq(&state);
     // Entries up to the journal head at start are a backlog left by a crash or a stop. While we

@@ -1223,21 +1223,17 @@ impl HaMachine {
             PartnerState::Is(State::PartnerInMaintenance) => {
                 self.transition(State::InMaintenance, now)
             }
-            PartnerState::Is(State::Ready) => {
-                if self.role == HaRole::Primary {
-                    let s = if self.p.mode == HaMode::LoadBalancing {
-                        State::LoadBalancing
-                    } else {
-                        State::HotStandby
-                    };
-                    self.transition(s, now)
-                }
+            PartnerState::Is(State::Ready) if self.role == HaRole::Primary => {
+                let s = if self.p.mode == HaMode::LoadBalancing {
+                    State::LoadBalancing
+                } else {
+                    State::HotStandby
+                };
+                self.transition(s, now)
             }
             PartnerState::Is(State::Terminated) => self.transition(State::Terminated, now),
-            PartnerState::Unavailable => {
-                if self.should_partner_down(now) {
-                    self.transition(State::PartnerDown, now)
-                }
+            PartnerState::Unavailable if self.should_partner_down(now) => {
+                self.transition(State::PartnerDown, now)
             }
             _ => {}
         }
@@ -1310,15 +1306,11 @@ impl HaMachine {
                 | State::PartnerInMaintenance
                 | State::Ready,
             ) => self.transition(sync_or_ready, now),
-            PartnerState::Is(State::Waiting) => {
-                if self.role == HaRole::Primary {
-                    self.transition(sync_or_ready, now)
-                }
+            PartnerState::Is(State::Waiting) if self.role == HaRole::Primary => {
+                self.transition(sync_or_ready, now)
             }
-            PartnerState::Unavailable => {
-                if self.should_partner_down(now) {
-                    self.transition(State::PartnerDown, now)
-                }
+            PartnerState::Unavailable if self.should_partner_down(now) => {
+                self.transition(State::PartnerDown, now)
             }
             _ => {}
         }

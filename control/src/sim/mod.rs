@@ -349,10 +349,7 @@ impl Sim {
     }
 
     fn deliver_events(&mut self) {
-        loop {
-            let Some((&key, _)) = self.events.iter().next() else {
-                break;
-            };
+        while let Some((&key, _)) = self.events.first_key_value() {
             if key.0 > self.now_ms {
                 break;
             }
