@@ -47,37 +47,63 @@ pub fn main() -> i32 {
 fn run(args: Args) -> anyhow::Result<()> {
     let loaded = xdhcp_config::load_file(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cfg = loaded.config;
-    let (family, ha, sock, db, max_valid) = if let Some(d4) = &cfg.dhcp4 {
-        let max_valid = d4
-            .subnets
-            .iter()
-            .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
-            .max()
-            .unwrap_or(d4.lifetimes.valid);
-        (
-            Family::V4,
-            d4.high_availability.clone(),
-            d4.control_socket.clone(),
-            d4.lease_database.clone(),
-            max_valid,
-        )
-    } else if let Some(d6) = &cfg.dhcp6 {
-        let max_valid = d6
-            .subnets
-            .iter()
-            .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
-            .max()
-            .unwrap_or(d6.lifetimes.valid);
-        (
-            Family::V6,
-            d6.high_availability.clone(),
-            d6.control_socket.clone(),
-            d6.lease_database.clone(),
-            max_valid,
-        )
-    } else {
-        anyhow::bail!("{}: neither Dhcp4 nor Dhcp6", args.config.display());
-    };
+    // HA comes from the section that configures it: Dhcp4 when it has relationships, else Dhcp6
+    // (a Dhcp6-only HA config, or Dhcp4 without HA next to a Dhcp6 with it). The dataplane socket
+    // and the journal are the dataplane's, which takes them from Dhcp4 when present.
+    let v6_ha = cfg
+        .dhcp4
+        .as_ref()
+        .is_none_or(|d4| d4.high_availability.is_empty())
+        && cfg
+            .dhcp6
+            .as_ref()
+            .is_some_and(|d6| !d6.high_availability.is_empty());
+    let (family, ha, sock, db, max_valid) =
+        if let (true, Some(d6), Some(d4)) = (v6_ha, &cfg.dhcp6, &cfg.dhcp4) {
+            let max_valid = d6
+                .subnets
+                .iter()
+                .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
+                .max()
+                .unwrap_or(d6.lifetimes.valid);
+            (
+                Family::V6,
+                d6.high_availability.clone(),
+                d4.control_socket.clone(),
+                d4.lease_database.clone(),
+                max_valid,
+            )
+        } else if let Some(d4) = &cfg.dhcp4 {
+            let max_valid = d4
+                .subnets
+                .iter()
+                .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
+                .max()
+                .unwrap_or(d4.lifetimes.valid);
+            (
+                Family::V4,
+                d4.high_availability.clone(),
+                d4.control_socket.clone(),
+                d4.lease_database.clone(),
+                max_valid,
+            )
+        } else if let Some(d6) = &cfg.dhcp6 {
+            let max_valid = d6
+                .subnets
+                .iter()
+                .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
+                .max()
+                .unwrap_or(d6.lifetimes.valid);
+            (
+                Family::V6,
+                d6.high_availability.clone(),
+                d6.control_socket.clone(),
+                d6.lease_database.clone(),
+                max_valid,
+            )
+        } else {
+            anyhow::bail!("{}: neither Dhcp4 nor Dhcp6", args.config.display());
+        };
     if ha.is_empty() {
         anyhow::bail!(
             "{}: no high-availability relationship configured (libdhcp_ha.so parameters)",

@@ -3,7 +3,8 @@
 //! bounded channel; an HTTP listener (tiny_http) on this server's peer URL serves the peers' and
 //! the operator's commands and `GET /metrics`; a UNIX socket serves the same admin API; a
 //! replicator thread per peer tails the lease journal and ships changes as Kea's `lease4-update` /
-//! `lease4-del`, remembering the last acknowledged sequence number in a small state file.
+//! `lease4-del` (DHCPv6: one `lease6-bulk-apply` per batch), remembering the last acknowledged
+//! sequence number in a small state file.
 //!
 //! Commands that are not HA's (lease*, statistic-get-all, config-*, user dhcp-disable/enable,
 //! version-get, shutdown) are forwarded to the dataplane's control socket unchanged.
@@ -895,8 +896,9 @@ pub fn sync_from(
                 if !wire::page_lease_acceptable(l) {
                     continue;
                 }
-                if family == Family::V4 {
-                    merge_lease4(dp, l)?;
+                match family {
+                    Family::V4 => merge_lease4(dp, l)?,
+                    Family::V6 => merge_lease6(dp, l)?,
                 }
                 n += 1;
             }
@@ -955,6 +957,51 @@ fn merge_lease4(dp: &dyn Dataplane, l: &Value) -> Result<(), String> {
         .inspect(|s| s.remember_applied(&LeaseChange::Put4(theirs.clone())));
     let a = dp
         .call(&dpc::cmd("lease4-update", Some(args)))
+        .map_err(|e| e.to_string())?;
+    if !a.is_success() {
+        tracing::warn!(
+            "lease {} from the partner refused by the dataplane: {}",
+            theirs.addr,
+            a.text
+        );
+    }
+    Ok(())
+}
+
+/// A v6 lease of a sync page: inserted when missing, overwritten only when ours is older.
+fn merge_lease6(dp: &dyn Dataplane, l: &Value) -> Result<(), String> {
+    let Ok(theirs) = wire::lease6_from_json(l) else {
+        return Ok(());
+    };
+    let local = dp
+        .call(&dpc::cmd(
+            "lease6-get",
+            Some(json!({
+                "ip-address": theirs.addr.to_string(),
+                "type": wire::lease6_type_name(theirs.lease_type),
+            })),
+        ))
+        .map_err(|e| e.to_string())?;
+    if local.result == 0 {
+        let ours_cltt = local
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("cltt"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if ours_cltt >= theirs.cltt {
+            return Ok(());
+        }
+    }
+    let mut args = wire::lease6_bulk_apply(std::slice::from_ref(&theirs), &[])["arguments"]
+        ["leases"][0]
+        .clone();
+    args["force-create"] = json!(true);
+    METRICS
+        .get()
+        .inspect(|s| s.remember_applied(&LeaseChange::Put6(theirs.clone())));
+    let a = dp
+        .call(&dpc::cmd("lease6-update", Some(args)))
         .map_err(|e| e.to_string())?;
     if !a.is_success() {
         tracing::warn!(
@@ -1028,6 +1075,7 @@ fn handle_request(body: &[u8], tx: &SyncSender<Msg>, dp: &dyn Dataplane, shared:
             shared.remember_applied(&LeaseChange::Del4(a));
         }
     }
+    remember_applied6(&name, &cmd, shared);
     let mut fwd = cmd.clone();
     if let Value::Object(m) = &mut fwd {
         m.remove("service");
@@ -1035,6 +1083,42 @@ fn handle_request(body: &[u8], tx: &SyncSender<Msg>, dp: &dyn Dataplane, shared:
     match dp.call(&fwd) {
         Ok(a) => answer_map(a.result, &a.text, a.arguments),
         Err(e) => answer_map(1, &format!("dataplane unavailable: {e}"), None),
+    }
+}
+
+/// v6 lease changes a peer sends (`lease6-bulk-apply`, `lease6-update`/`-add`/`-del`): remembered
+/// so that the replicator does not send them back.
+fn remember_applied6(name: &str, cmd: &Value, shared: &Shared) {
+    let args = cmd.get("arguments");
+    let list = |k: &str| {
+        args.and_then(|a| a.get(k))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let del = |v: &Value| {
+        let a = v.get("ip-address")?.as_str()?.parse().ok()?;
+        let t = v.get("type").and_then(Value::as_str).map_or(
+            Some(xdhcp_dataplane::lease::Lease6Type::Na),
+            wire::lease6_type_from_name,
+        )?;
+        Some(LeaseChange::Del6(a, t))
+    };
+    let (puts, dels): (Vec<Value>, Vec<Value>) = match name {
+        "lease6-bulk-apply" => (list("leases"), list("deleted-leases")),
+        "lease6-update" | "lease6-add" => (args.cloned().into_iter().collect(), Vec::new()),
+        "lease6-del" => (Vec::new(), args.cloned().into_iter().collect()),
+        _ => return,
+    };
+    for p in &puts {
+        if let Ok(l) = wire::lease6_from_json(p) {
+            shared.remember_applied(&LeaseChange::Put6(l));
+        }
+    }
+    for d in &dels {
+        if let Some(c) = del(d) {
+            shared.remember_applied(&c);
+        }
     }
 }
 
@@ -1194,11 +1278,13 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                 continue;
             }
         };
+        // A v4 entry read while collecting a v6 batch, handled next.
+        let mut held: Option<JournalItem> = None;
         loop {
             if shared.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let Some(item) = reader.next() else {
+            let Some(item) = held.take().or_else(|| reader.next()) else {
                 if last_save.elapsed() > Duration::from_millis(200) {
                     save_seq(&state, acked);
                     last_save = Instant::now();
@@ -1207,11 +1293,26 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                 continue;
             };
             let Ok(entry) = item else { break };
+            if is_v6(&entry.change) {
+                let (batch, next) = collect_v6_batch(entry, &mut reader, shared);
+                held = next;
+                let Some(last) = batch.last_seq else { continue };
+                if !batch.is_empty() {
+                    ship_v6(&peer, is_backup, &batch, shared, tx, &labels);
+                }
+                if shared.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                acked = last;
+                shared
+                    .metrics
+                    .acked_seq
+                    .get_or_create(&labels)
+                    .set(acked as i64);
+                continue;
+            }
             let change = entry.change;
-            if matches!(change, LeaseChange::Put6(_) | LeaseChange::Del6(..))
-                || shared.is_echo(&change)
-                || (entry.seq <= backlog_until && superseded(&change))
-            {
+            if shared.is_echo(&change) || (entry.seq <= backlog_until && superseded(&change)) {
                 acked = entry.seq;
                 continue;
             }
@@ -1265,6 +1366,155 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
         }
     }
     save_seq(&state, acked);
+}
+
+type JournalItem = Result<
+    xdhcp_dataplane::lease::journal::JournalEntry,
+    xdhcp_dataplane::lease::journal::JournalError,
+>;
+
+/// Most v6 changes in one `lease6-bulk-apply` (Kea sends one per packet; a journal tail that is
+/// behind is shipped in batches of this many).
+const V6_BATCH: usize = 64;
+
+fn is_v6(c: &LeaseChange) -> bool {
+    matches!(c, LeaseChange::Put6(_) | LeaseChange::Del6(..))
+}
+
+/// The v6 changes of one `lease6-bulk-apply`, and the journal seq they cover.
+struct V6Batch {
+    leases: Vec<xdhcp_dataplane::lease::Lease6>,
+    deleted: Vec<Value>,
+    addrs: Vec<std::net::Ipv6Addr>,
+    last_seq: Option<u64>,
+}
+
+impl V6Batch {
+    fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.deleted.is_empty()
+    }
+}
+
+/// Collects `first` and the v6 entries already in the journal after it, up to [`V6_BATCH`].
+/// Stops before an address already in the batch (the receiver applies deletions before updates,
+/// so two changes to one address must go in order, in separate commands) and at a v4 entry or a
+/// read error, which is returned to be handled next. Echoes of what a peer sent us are dropped.
+fn collect_v6_batch(
+    first: xdhcp_dataplane::lease::journal::JournalEntry,
+    reader: &mut xdhcp_dataplane::lease::journal::JournalReader,
+    shared: &Shared,
+) -> (V6Batch, Option<JournalItem>) {
+    let mut b = V6Batch {
+        leases: Vec::new(),
+        deleted: Vec::new(),
+        addrs: Vec::new(),
+        last_seq: None,
+    };
+    let mut next = Some(Ok(first));
+    loop {
+        let Some(item) = next.take() else {
+            return (b, None);
+        };
+        let entry = match item {
+            Ok(e) if is_v6(&e.change) => e,
+            other => return (b, Some(other)),
+        };
+        let addr = match &entry.change {
+            LeaseChange::Put6(l) => l.addr,
+            LeaseChange::Del6(a, _) => *a,
+            _ => unreachable!("is_v6 checked"),
+        };
+        if b.addrs.contains(&addr) {
+            return (b, Some(Ok(entry)));
+        }
+        b.last_seq = Some(entry.seq);
+        if !shared.is_echo(&entry.change) {
+            b.addrs.push(addr);
+            match entry.change {
+                LeaseChange::Put6(l) => b.leases.push(l),
+                LeaseChange::Del6(a, t) => b.deleted.push(wire::lease6_delete_entry(a, t)),
+                _ => {}
+            }
+        }
+        if b.addrs.len() >= V6_BATCH {
+            return (b, None);
+        }
+        next = reader.next();
+    }
+}
+
+/// Sends one `lease6-bulk-apply` until the peer answers it with success (or the policy says the
+/// partner resyncs instead), as the v4 path does per lease. Leases the peer lists as failed are
+/// logged and counted, not resent: Kea 2.2's HA does the same (`logFailedLeaseUpdates`).
+fn ship_v6(
+    peer: &PeerClient,
+    is_backup: bool,
+    b: &V6Batch,
+    shared: &Shared,
+    tx: &SyncSender<Msg>,
+    labels: &PeerLabels,
+) {
+    let cmd = wire::lease6_bulk_apply(&b.leases, &b.deleted);
+    let n = (b.leases.len() + b.deleted.len()) as u64;
+    loop {
+        match shared.policy(&peer.name) {
+            ShipPolicy::Skip => {
+                if !is_backup {
+                    shared.unsent.fetch_add(n, Ordering::Relaxed);
+                }
+                return;
+            }
+            ShipPolicy::Queue => {
+                std::thread::sleep(Duration::from_millis(50));
+                if shared.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                continue;
+            }
+            ShipPolicy::Send => {}
+        }
+        match peer.post(&cmd, REQUEST_TIMEOUT) {
+            Ok(a) if a.is_success() => {
+                let failed: Vec<wire::BulkFailure> = match wire::bulk_apply_failures(&a) {
+                    Ok(f) => f.into_iter().filter(|f| f.is_real()).collect(),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.name, "lease6-bulk-apply answer: {e}");
+                        Vec::new()
+                    }
+                };
+                for f in &failed {
+                    tracing::warn!(peer = %peer.name, "partner failed to {} lease {} ({}): {} ({})",
+                        if f.deleted { "delete" } else { "update" }, f.lease, f.lease_type, f.message, f.result);
+                }
+                shared
+                    .metrics
+                    .ship_failures
+                    .get_or_create(labels)
+                    .inc_by(failed.len() as u64);
+                shared
+                    .metrics
+                    .shipped
+                    .get_or_create(labels)
+                    .inc_by(n.saturating_sub(failed.len() as u64));
+                return;
+            }
+            Ok(a) => {
+                tracing::warn!(peer = %peer.name, "lease6-bulk-apply refused: {} ({})", a.text, a.result);
+                shared.metrics.ship_failures.get_or_create(labels).inc();
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer.name, "lease6-bulk-apply failed: {e}");
+                shared.metrics.ship_failures.get_or_create(labels).inc();
+            }
+        }
+        if !is_backup {
+            let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
 }
 
 /// The dataplane's durable journal sequence now (`status-get` → `journal-durable-seq`).

@@ -260,6 +260,60 @@ pub fn lease6_delete_entry(addr: Ipv6Addr, t: Lease6Type) -> Value {
     json!({ "ip-address": addr.to_string(), "type": lease6_type_name(t) })
 }
 
+/// One lease a partner could not apply, from a `lease6-bulk-apply` answer's `failed-leases` or
+/// `failed-deleted-leases` (`[{type, ip-address | duid, result, error-message}]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkFailure {
+    /// From `failed-deleted-leases` (true) or `failed-leases` (false).
+    pub deleted: bool,
+    /// `ip-address`, or `duid` when the lease had no address.
+    pub lease: String,
+    pub lease_type: String,
+    pub result: i64,
+    pub message: String,
+}
+
+impl BulkFailure {
+    /// A delete the partner did not find (result 3) is what the delete wanted: Kea's HA does not
+    /// count it as a failed update either.
+    pub fn is_real(&self) -> bool {
+        !(self.deleted && self.result == 3)
+    }
+}
+
+/// Per-lease failures in a `lease6-bulk-apply` answer. The command as a whole must have succeeded
+/// (result 0) for the lists to mean anything; an answer without them applied everything.
+pub fn bulk_apply_failures(a: &Answer) -> Result<Vec<BulkFailure>, WireError> {
+    let mut out = Vec::new();
+    let Some(args) = a.arguments.as_ref().and_then(Value::as_object) else {
+        return Ok(out);
+    };
+    for (key, deleted) in [("failed-deleted-leases", true), ("failed-leases", false)] {
+        let list = match args.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(l)) => l,
+            Some(_) => return Err(shape(format!("'{key}' must be a list"))),
+        };
+        for f in list {
+            let m = f
+                .as_object()
+                .ok_or_else(|| shape(format!("an entry of '{key}' must be a map")))?;
+            let lease = get_str(m, "ip-address")?
+                .or(get_str(m, "duid")?)
+                .unwrap_or("")
+                .to_string();
+            out.push(BulkFailure {
+                deleted,
+                lease,
+                lease_type: get_str(m, "type")?.unwrap_or("").to_string(),
+                result: m.get("result").and_then(Value::as_i64).unwrap_or(1),
+                message: get_str(m, "error-message")?.unwrap_or("").to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn get_str<'a>(m: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, WireError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -674,6 +728,121 @@ mod tests {
             "2001:db8::6"
         );
         assert_eq!(lease6_from_json(&c["arguments"]["leases"][0]).unwrap(), l);
+    }
+
+    fn lease6_na() -> Lease6 {
+        Lease6 {
+            addr: "2001:db8:1::120".parse().unwrap(),
+            prefix_len: 128,
+            lease_type: Lease6Type::Na,
+            duid: IdBuf::from_slice(&[0, 3, 0, 1, 0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            iaid: 1,
+            subnet_id: 1,
+            cltt: 1_795_303_195,
+            valid_lft: 3600,
+            preferred_lft: 2400,
+            state: LeaseState::Assigned,
+            hwaddr: None,
+            fqdn_fwd: false,
+            fqdn_rev: false,
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn lease6_bulk_apply_is_what_kea_2_2_sends() {
+        // command_creator.cc createLease6BulkApply: both lists always present, every lease is
+        // Lease6::toElement with cltt replaced by expire = cltt + valid-lft, service dhcp6.
+        let mut pd = lease6_na();
+        pd.addr = "2001:db8:8000::".parse().unwrap();
+        pd.lease_type = Lease6Type::Pd;
+        pd.prefix_len = 56;
+        pd.iaid = 2;
+        let want: Value = serde_json::from_str(
+            r#"{"command":"lease6-bulk-apply","service":["dhcp6"],"arguments":{
+ "deleted-leases":[{"ip-address":"2001:db8:1::7","type":"IA_NA"}],
+ "leases":[
+  {"ip-address":"2001:db8:1::120","type":"IA_NA","iaid":1,"duid":"00:03:00:01:00:11:22:33:44:55",
+   "subnet-id":1,"preferred-lft":2400,"valid-lft":3600,"expire":1795306795,"fqdn-fwd":false,
+   "fqdn-rev":false,"hostname":"","state":0},
+  {"ip-address":"2001:db8:8000::","type":"IA_PD","prefix-len":56,"iaid":2,
+   "duid":"00:03:00:01:00:11:22:33:44:55","subnet-id":1,"preferred-lft":2400,"valid-lft":3600,
+   "expire":1795306795,"fqdn-fwd":false,"fqdn-rev":false,"hostname":"","state":0}]}}"#,
+        )
+        .unwrap();
+        let got = lease6_bulk_apply(
+            &[lease6_na(), pd.clone()],
+            &[lease6_delete_entry(
+                "2001:db8:1::7".parse().unwrap(),
+                Lease6Type::Na,
+            )],
+        );
+        assert_eq!(got, want);
+        // An empty side is still an (empty) list, as Kea writes it.
+        let only_del = lease6_bulk_apply(&[], &[]);
+        assert_eq!(
+            only_del["arguments"],
+            json!({"deleted-leases": [], "leases": []})
+        );
+        // What we send parses back to the same leases (the receiver's view: cltt = expire - valid).
+        assert_eq!(
+            lease6_from_json(&got["arguments"]["leases"][0]).unwrap(),
+            lease6_na()
+        );
+        assert_eq!(
+            lease6_from_json(&got["arguments"]["leases"][1]).unwrap(),
+            pd
+        );
+    }
+
+    #[test]
+    fn lease6_bulk_apply_answer_failures_are_read_per_lease() {
+        // lease_cmds lease6BulkApplyHandler: result 0, failures listed per lease.
+        let body = r#"[{"result":0,"text":"Bulk apply of 2 IPv6 leases completed.","arguments":{
+ "failed-deleted-leases":[{"type":"IA_NA","ip-address":"2001:db8:1::7","result":3,
+   "error-message":"lease not found"}],
+ "failed-leases":[{"type":"IA_NA","ip-address":"2001:db8:1::120","result":1,
+   "error-message":"subnet-id 9 does not exist"},
+  {"type":"IA_PD","duid":"00:01","result":1,"error-message":"bad"}]}}]"#;
+        let a = parse_answer(body.as_bytes()).unwrap();
+        assert!(a.is_success());
+        let f = bulk_apply_failures(&a).unwrap();
+        assert_eq!(f.len(), 3);
+        assert!(f[0].deleted && f[0].result == 3 && !f[0].is_real());
+        assert_eq!(f[1].lease, "2001:db8:1::120");
+        assert!(!f[1].deleted && f[1].is_real());
+        assert_eq!(f[1].message, "subnet-id 9 does not exist");
+        assert_eq!(
+            (f[2].lease.as_str(), f[2].lease_type.as_str()),
+            ("00:01", "IA_PD")
+        );
+        // No arguments: everything applied.
+        let ok = parse_answer(br#"[{"result":0,"text":"Bulk apply of 1 IPv6 leases completed."}]"#)
+            .unwrap();
+        assert!(bulk_apply_failures(&ok).unwrap().is_empty());
+        // A malformed list is an error, not silently "all applied".
+        let bad = answer_list(0, "", Some(json!({"failed-leases": {"x": 1}})));
+        assert!(bulk_apply_failures(&parse_answer_value(&bad).unwrap()).is_err());
+    }
+
+    #[test]
+    fn lease6_get_page_matches_kea() {
+        assert_eq!(
+            lease_get_page(Family::V6, None, 2000),
+            json!({"command":"lease6-get-page","service":["dhcp6"],"arguments":{"from":"start","limit":2000}})
+        );
+        assert_eq!(
+            lease_get_page(Family::V6, Some("2001:db8:1::ff".into()), 2000)["arguments"]["from"],
+            "2001:db8:1::ff"
+        );
+        assert_eq!(
+            ha_heartbeat(Family::V6),
+            json!({"command":"ha-heartbeat","service":["dhcp6"]})
+        );
+        // A page lease (with cltt) from Kea's lease6-get-page is acceptable and parses.
+        let l = lease6_to_json(&lease6_na());
+        assert!(page_lease_acceptable(&l));
+        assert_eq!(lease6_from_json(&l).unwrap(), lease6_na());
     }
 
     #[test]
