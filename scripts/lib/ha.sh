@@ -25,8 +25,8 @@ XD_HA_SOURCED=1
 source "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 
 HA_NS_B="xd-srvb-${LAB_ID}"
-HA_IP_A=10.64.0.1
-HA_IP_B=10.64.0.3
+HA_IP_A="${HA_IP_A:-10.64.0.1}"
+HA_IP_B="${HA_IP_B:-10.64.0.3}"
 HA_RELAY_IP=10.64.0.2
 HA_PORT=8001
 HA_POOL_FIRST=10.64.1.0
@@ -105,6 +105,25 @@ ha_lab_create() {
     xd_log "ha lab: relay $HA_RELAY_IP, server A $HA_IP_A ($LAB_SRV), server B $HA_IP_B ($HA_NS_B)"
 }
 
+# ha_peer_link: the other way to build the lab, for scripts/bench (which made its own namespaces with
+# lab_create and lab_link, the load reaching server A only): server B's namespace and a peer link of its
+# own between A's namespace (xd-s9, HA_IP_A) and B (xd-s0, HA_IP_B). Set HA_IP_A/HA_IP_B to addresses off
+# the DHCP link before sourcing this file. Idempotent.
+ha_peer_link() {
+    [[ " ${LAB_CREATED_NS[*]} " == *" $HA_NS_B "* ]] && return 0
+    ha_reap_stale
+    timeout 10 ip netns add "$HA_NS_B"
+    LAB_CREATED_NS+=("$HA_NS_B")
+    timeout 10 ip -n "$HA_NS_B" link set lo up
+    timeout 10 ip -n "$LAB_SRV" link add xd-s9 type veth peer name xd-s0 netns "$HA_NS_B"
+    timeout 10 ip -n "$LAB_SRV" addr add "$HA_IP_A/24" dev xd-s9
+    timeout 10 ip -n "$HA_NS_B" addr add "$HA_IP_B/24" dev xd-s0
+    timeout 10 ip -n "$LAB_SRV" link set xd-s9 up
+    timeout 10 ip -n "$HA_NS_B" link set xd-s0 up
+    mkdir -p "$LAB_DIR/a" "$LAB_DIR/b"
+    xd_log "ha lab: peer link $LAB_SRV/xd-s9 $HA_IP_A <-> $HA_NS_B/xd-s0 $HA_IP_B"
+}
+
 # ha_clean SIDE: remove a side's lease files and sockets (a fresh server).
 ha_clean() { rm -rf "${LAB_DIR:?}/$1" && mkdir -p "$LAB_DIR/$1"; }
 
@@ -177,24 +196,27 @@ EOF
 }
 
 # ha_start SIDE: start the side's server(s) on its config; waits until the control socket(s) answer.
+# HA_PIN_A / HA_PIN_B: a CPU list to pin the side's processes to (taskset), default unpinned.
 ha_start() {
-    local side="$1" dir="$LAB_DIR/$1" kind ns
+    local side="$1" dir="$LAB_DIR/$1" kind ns pinvar pin=()
     kind="$(cat "$dir/kind")"
     ns="$(ha_ns "$side")"
+    pinvar="HA_PIN_${side^^}"
+    if [[ -n "${!pinvar:-}" ]]; then pin=(taskset -c "${!pinvar}"); fi
     rm -f "$dir/ctrl4.sock" "$dir/ctrl4.sock-control"
     case "$kind" in
         kea)
             xd_need kea-dhcp4
             lab_spawn "$ns" "$side-kea" env KEA_PIDFILE_DIR="$dir" KEA_LOCKFILE_DIR="$dir" \
-                kea-dhcp4 -c "$dir/config.json"
+                "${pin[@]}" kea-dhcp4 -c "$dir/config.json"
             ha_wait_sock "$side" "$side-kea" "$(ha_sock "$side")"
             ;;
         xdhcp)
             [[ -x "$XD_BIN" ]] || xd_die "$XD_BIN not found: cargo build --release -p xdhcp-dataplane (or set XD_BIN)"
             [[ -x "$XD_CONTROL_BIN" ]] || xd_die "$XD_CONTROL_BIN not found: cargo build --release -p xdhcp-control (or set XD_CONTROL_BIN)"
-            lab_spawn "$ns" "$side-dp" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$XD_BIN" serve -c "$dir/config.json"
+            lab_spawn "$ns" "$side-dp" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "${pin[@]}" "$XD_BIN" serve -c "$dir/config.json"
             ha_wait_sock "$side" "$side-dp" "$(ha_sock "$side")"
-            lab_spawn "$ns" "$side-ctl" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$XD_CONTROL_BIN" -c "$dir/config.json"
+            lab_spawn "$ns" "$side-ctl" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "${pin[@]}" "$XD_CONTROL_BIN" -c "$dir/config.json"
             ha_wait_sock "$side" "$side-ctl" "$(ha_sock "$side")-control"
             ;;
     esac
