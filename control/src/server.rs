@@ -1393,6 +1393,28 @@ impl V6Batch {
     fn is_empty(&self) -> bool {
         self.leases.is_empty() && self.deleted.is_empty()
     }
+
+    /// One batch per change (deletions first, as the receiver applies them).
+    fn singles(&self) -> Vec<V6Batch> {
+        let del_addr = |d: &Value| {
+            d.get("ip-address")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+        };
+        let dels = self.deleted.iter().map(|d| V6Batch {
+            leases: Vec::new(),
+            deleted: vec![d.clone()],
+            addrs: del_addr(d).into_iter().collect(),
+            last_seq: self.last_seq,
+        });
+        let puts = self.leases.iter().map(|l| V6Batch {
+            leases: vec![l.clone()],
+            deleted: Vec::new(),
+            addrs: vec![l.addr],
+            last_seq: self.last_seq,
+        });
+        dels.chain(puts).collect()
+    }
 }
 
 /// Collects `first` and the v6 entries already in the journal after it, up to [`V6_BATCH`].
@@ -1443,9 +1465,20 @@ fn collect_v6_batch(
     }
 }
 
+/// Refusals (an answer, not a transport error) of a one-lease `lease6-bulk-apply` before that
+/// change is dropped.
+const V6_REFUSALS: u32 = 3;
+
 /// Sends one `lease6-bulk-apply` until the peer answers it with success (or the policy says the
 /// partner resyncs instead), as the v4 path does per lease. Leases the peer lists as failed are
 /// logged and counted, not resent: Kea 2.2's HA does the same (`logFailedLeaseUpdates`).
+///
+/// A refused command is not a partner that cannot be reached: Kea 2.2's `lease6-bulk-apply`
+/// parses every lease before applying any, so one lease it cannot take (a subnet-id it does not
+/// have, say) refuses the whole command, every time. Resending it forever would stop replication
+/// for good; so a refused batch is split into one command per change, and a single change
+/// refused [`V6_REFUSALS`] times is logged and dropped. Each refusal marks the partner
+/// unavailable once, as Kea's HA does for a failed lease update.
 fn ship_v6(
     peer: &PeerClient,
     is_backup: bool,
@@ -1456,6 +1489,7 @@ fn ship_v6(
 ) {
     let cmd = wire::lease6_bulk_apply(&b.leases, &b.deleted);
     let n = (b.leases.len() + b.deleted.len()) as u64;
+    let mut refusals = 0u32;
     loop {
         match shared.policy(&peer.name) {
             ShipPolicy::Skip => {
@@ -1499,8 +1533,29 @@ fn ship_v6(
                 return;
             }
             Ok(a) => {
-                tracing::warn!(peer = %peer.name, "lease6-bulk-apply refused: {} ({})", a.text, a.result);
                 shared.metrics.ship_failures.get_or_create(labels).inc();
+                if !is_backup {
+                    let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
+                }
+                if n > 1 {
+                    tracing::warn!(peer = %peer.name, "lease6-bulk-apply of {n} changes refused: {} ({}); sending them one by one", a.text, a.result);
+                    for single in b.singles() {
+                        ship_v6(peer, is_backup, &single, shared, tx, labels);
+                    }
+                    return;
+                }
+                refusals += 1;
+                let what = b
+                    .addrs
+                    .first()
+                    .map_or_else(String::new, ToString::to_string);
+                if refusals >= V6_REFUSALS {
+                    tracing::warn!(peer = %peer.name, "partner refused lease {what} {refusals} times: {} ({}); not sent again", a.text, a.result);
+                    return;
+                }
+                tracing::warn!(peer = %peer.name, "partner refused lease {what}: {} ({})", a.text, a.result);
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
             }
             Err(e) => {
                 tracing::debug!(peer = %peer.name, "lease6-bulk-apply failed: {e}");
