@@ -1609,7 +1609,11 @@ fn superseded(c: &LeaseChange) -> bool {
         // Gone (deleted or reclaimed since): a later journal entry says so.
         return a.result == 3;
     }
-    let Some(cur) = a.arguments.as_ref().and_then(|v| wire::lease4_from_json(v).ok()) else {
+    let Some(cur) = a
+        .arguments
+        .as_ref()
+        .and_then(|v| wire::lease4_from_json(v).ok())
+    else {
         return false;
     };
     cur.hwaddr.as_slice() != l.hwaddr.as_slice() || cur.cltt > l.cltt
