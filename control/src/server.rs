@@ -30,8 +30,8 @@ use xdhcp_dataplane::lease::LeaseChange;
 use crate::dataplane::{self as dpc, Dataplane, Serving};
 use crate::ha::commands::{self as wire, answer_list, answer_map, Family};
 use crate::ha::state::{
-    mode_name, role_name, v4_secs_unacked, Action, Answer as HaAnswer, HaMachine, HaParams, Now,
-    Outcome,
+    mode_name, role_name, v4_secs_unacked, v6_elapsed_unacked, Action, Answer as HaAnswer,
+    HaMachine, HaParams, Now, Outcome,
 };
 use crate::peer::{basic_auth_value, PeerClient, REQUEST_TIMEOUT};
 
@@ -389,7 +389,12 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
                         let n = o.unanswered.len() as u64;
                         let mad = r.m.params().max_ack_delay_ms;
                         for (k, secs) in o.unanswered {
-                            r.m.observe_out_of_scope(now, k, v4_secs_unacked(secs, mad));
+                            // v4 `secs` are seconds, v6 elapsed-time hundredths (Kea's rules).
+                            let unacked = match opts.family {
+                                Family::V4 => v4_secs_unacked(secs, mad),
+                                Family::V6 => v6_elapsed_unacked(secs, mad),
+                            };
+                            r.m.observe_out_of_scope(now, k, unacked);
                         }
                         r.m.add_analyzed(now, o.analyzed.saturating_sub(n));
                     }
