@@ -347,8 +347,12 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
     if let Some(dir) = &opts.journal_dir {
         for r in &opts.relationships {
             for p in r.peers.iter().filter(|p| p.name != r.this_server_name) {
-                let (dir, peer, shared, tx) =
-                    (dir.clone(), PeerClient::new(p), shared.clone(), tx.clone());
+                let (dir, peer, shared, tx) = (
+                    dir.clone(),
+                    PeerClient::new(p).with_keep_alive(REQUEST_TIMEOUT),
+                    shared.clone(),
+                    tx.clone(),
+                );
                 let is_backup = p.role == HaRole::Backup;
                 std::thread::spawn(move || replicate(&dir, peer, is_backup, &shared, &tx));
             }
