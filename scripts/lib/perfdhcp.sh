@@ -74,8 +74,11 @@ perfdhcp_cmd() {
     fi
     local local_args=(-l xd-c0)
     [[ " $* " == *" -l "* ]] && local_args=()
-    PERFDHCP_CMD=("${PERFDHCP_PRE[@]}" nice -n "$LAB_NICE" perfdhcp -4 "${local_args[@]}" -p "$period" -W 2000000 "$@"
-        "${LAB_SRV_RELAY_IP:-10.64.0.1}")
+    # Interim reports every XD_PERFDHCP_REPORT_S seconds show when drops happened (a stall or steady).
+    local interim=()
+    [[ "${XD_PERFDHCP_REPORT_S:-5}" != 0 ]] && interim=(-t "${XD_PERFDHCP_REPORT_S:-5}")
+    PERFDHCP_CMD=("${PERFDHCP_PRE[@]}" nice -n "$LAB_NICE" perfdhcp -4 "${local_args[@]}" -p "$period" -W 2000000
+        "${interim[@]}" "$@" "${LAB_SRV_RELAY_IP:-10.64.0.1}")
 }
 
 # udp_rcvbuf_errors ROLE: the namespace's UDP RcvbufErrors counter (datagrams dropped on a full socket).
