@@ -236,19 +236,21 @@ impl std::fmt::Debug for PacketPort {
 }
 
 /// `udp dst port P` for untagged IPv4 (tcpdump -dd), unfragmented.
-fn udp_port_filter(port: u16) -> [libc::sock_filter; 10] {
+fn udp_port_filter(port: u16) -> [libc::sock_filter; 11] {
     let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // Jump offsets count from the next instruction; 10 is the drop.
     [
-        f(0x28, 0, 0, 12),              // ldh [12]
-        f(0x15, 0, 7, 0x0800),          // jeq IPv4 else drop
-        f(0x30, 0, 0, 23),              // ldb [23]
-        f(0x15, 0, 5, 17),              // jeq UDP else drop
-        f(0x28, 0, 0, 20),              // ldh [20]
-        f(0x45, 3, 0, 0x1fff),          // jset fragment offset → drop
-        f(0xb1, 0, 0, 14),              // ldxb 4*([14]&0xf)
-        f(0x48, 0, 0, 16),              // ldh [x+16]  (UDP dst port)
-        f(0x15, 0, 1, u32::from(port)), // jeq port else drop
-        f(0x06, 0, 0, 0x40000),         // accept
+        f(0x28, 0, 0, 12),              // 0: ldh [12]
+        f(0x15, 0, 8, 0x0800),          // 1: jeq IPv4 else drop
+        f(0x30, 0, 0, 23),              // 2: ldb [23]
+        f(0x15, 0, 6, 17),              // 3: jeq UDP else drop
+        f(0x28, 0, 0, 20),              // 4: ldh [20]
+        f(0x45, 4, 0, 0x1fff),          // 5: jset fragment offset → drop
+        f(0xb1, 0, 0, 14),              // 6: ldxb 4*([14]&0xf)
+        f(0x48, 0, 0, 16),              // 7: ldh [x+16]  (UDP dst port)
+        f(0x15, 0, 1, u32::from(port)), // 8: jeq port else drop
+        f(0x06, 0, 0, 0x40000),         // 9: accept
+        f(0x06, 0, 0, 0),               // 10: drop
     ]
 }
 

@@ -216,6 +216,10 @@ impl Report {
             "drops", self.drops, self.drop_pct
         ));
         s.push_str(&format!(
+            "  {:<22} {:>14.0}\n",
+            "generator CPU ns/frame", self.gen_cpu_ns_per_frame
+        ));
+        s.push_str(&format!(
             "  {:<22} p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n",
             "latency", l.p50_us, l.p99_us, l.p999_us, l.max_us
         ));
