@@ -230,6 +230,12 @@ fn discover_gets_an_offer_addressed_per_rfc2131() {
     assert_eq!(offer.with(|v| v.xid()), (0x1001u32).to_be_bytes());
     // Offers are not journaled.
     assert!(h.journal().is_empty());
+    // Kea's statistics count what was received and sent.
+    let stats: std::collections::HashMap<String, u64> =
+        h.shared.stats.snapshot().into_iter().collect();
+    assert_eq!(stats["pkt4-discover-received"], 1);
+    assert_eq!(stats["pkt4-received"], 1);
+    assert_eq!(stats["pkt4-offer-sent"], 1);
 }
 
 #[test]

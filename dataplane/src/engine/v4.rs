@@ -207,10 +207,13 @@ pub(super) fn handle(
     let msg = match Dhcp4View::parse(payload, scratch4) {
         Ok(m) => m,
         Err(r) => {
+            stats.received4(0);
             stats.dropped(r);
             return None;
         }
     };
+    // Kea's pkt4-<type>-received; index 0 counts what has no valid message type.
+    stats.received4(msg.message_type().map_or(0, |t| t as u8));
     let result = handle_msg(rt, shared, *index, sink.as_ref(), now, ctx, f, &msg, tx);
     match result {
         Ok(Some((len, t))) => {
@@ -484,7 +487,9 @@ fn request(
     }
     // Never acknowledge what cannot be journaled; the client will retransmit. Two changes when
     // the ACK also releases the client's previous address.
-    let moving = current.as_ref().is_some_and(|old| old.addr != addr && old.state != LeaseState::Offered);
+    let moving = current
+        .as_ref()
+        .is_some_and(|old| old.addr != addr && old.state != LeaseState::Offered);
     if !sink.room_for(if moving { 2 } else { 1 }) {
         return Err(DropReason::JournalFull);
     }
@@ -511,7 +516,9 @@ fn request(
                 l.cltt = c.now;
                 l.valid_lft = 0;
             };
-            if let Some((l, version)) = store.update4_stamped(&key, old.addr, &mut { released }, &stamp) {
+            if let Some((l, version)) =
+                store.update4_stamped(&key, old.addr, &mut { released }, &stamp)
+            {
                 if old.state != LeaseState::Offered {
                     let _ = sink.push_versioned(version, LeaseChange::Put4(l));
                 }
