@@ -172,7 +172,11 @@ fn journal_change(ctx: &Context, op: &mut StampedOp<'_>) -> Result<bool, Value> 
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    Err(reply(1, "the lease journal is not keeping up; try again", None))
+    Err(reply(
+        1,
+        "the lease journal is not keeping up; try again",
+        None,
+    ))
 }
 
 /// Handle one command (also used directly by tests).

@@ -291,10 +291,13 @@ fn open_port_guard(iface: &Interface, port: u16, v6: bool) -> Result<OwnedFd, So
         // MAC 33:33:00:01:00:02 that DHCPv6 clients send to; the packet socket then sees those
         // frames on NICs that filter multicast. The drop-all filter still keeps this socket empty.
         let mreq = libc::ipv6_mreq {
-            ipv6mr_multiaddr: libc::in6_addr { s6_addr: [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2] },
+            ipv6mr_multiaddr: libc::in6_addr {
+                s6_addr: [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2],
+            },
             ipv6mr_interface: iface.ifindex,
         };
-        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq).map_err(|e| sys("IPV6_ADD_MEMBERSHIP ff02::1:2", e))?;
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
+            .map_err(|e| sys("IPV6_ADD_MEMBERSHIP ff02::1:2", e))?;
     }
     Ok(owned)
 }

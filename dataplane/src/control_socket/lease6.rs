@@ -244,11 +244,19 @@ fn del(ctx: &Context, args: &Value) -> Result<(), Value> {
         return Err(reply(1, "'ip-address' (IPv6) is required", None));
     };
     // Offers are not leases: a command never deletes one (and nothing was journaled for it).
-    if !ctx.shared.store.get_by_addr6(addr, ty).is_some_and(|l| visible(&l)) {
+    if !ctx
+        .shared
+        .store
+        .get_by_addr6(addr, ty)
+        .is_some_and(|l| visible(&l))
+    {
         return Err(reply(3, "IPv6 lease not found.", None));
     }
     let mut op = |stamp: &dyn Fn() -> u64| {
-        ctx.shared.store.delete6_stamped(addr, ty, stamp).map(|(_, v)| (LeaseChange::Del6(addr, ty), v))
+        ctx.shared
+            .store
+            .delete6_stamped(addr, ty, stamp)
+            .map(|(_, v)| (LeaseChange::Del6(addr, ty), v))
     };
     match journal_change(ctx, &mut op)? {
         true => Ok(()),

@@ -64,7 +64,10 @@ impl LeaseSink for NullSink {
 
 /// A sink that records changes (with their versions), for tests.
 #[derive(Default, Clone)]
-pub struct VecSink(pub Arc<parking_lot::Mutex<Vec<LeaseChange>>>, pub Arc<std::sync::atomic::AtomicU64>);
+pub struct VecSink(
+    pub Arc<parking_lot::Mutex<Vec<LeaseChange>>>,
+    pub Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl VecSink {
     pub fn changes(&self) -> Vec<LeaseChange> {

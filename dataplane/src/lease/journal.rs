@@ -1099,7 +1099,8 @@ impl JournalProducer {
     /// True if the next `n` pushes from this handle will be accepted (an ACK that also releases
     /// the client's previous address needs two).
     pub fn room_for(&self, n: usize) -> bool {
-        self.p.queue.capacity() - self.p.queue.len() >= n && self.inner.healthy.load(Ordering::Relaxed)
+        self.p.queue.capacity() - self.p.queue.len() >= n
+            && self.inner.healthy.load(Ordering::Relaxed)
     }
 
     /// Changes this handle had to refuse.

@@ -247,7 +247,8 @@ impl LeaseStore {
         lease: Lease4,
         now: u64,
     ) -> Result<Option<Lease4>, ClaimError> {
-        self.claim4_stamped(key, lease, now, &|| 0).map(|(prev, _)| prev)
+        self.claim4_stamped(key, lease, now, &|| 0)
+            .map(|(prev, _)| prev)
     }
 
     /// [`claim4`](Self::claim4), calling `stamp` under the address lock (see
@@ -404,7 +405,11 @@ impl LeaseStore {
     }
 
     /// [`delete4`](Self::delete4) with a version stamp taken under the address lock.
-    pub fn delete4_stamped(&self, addr: Ipv4Addr, stamp: &dyn Fn() -> u64) -> Option<(Lease4, u64)> {
+    pub fn delete4_stamped(
+        &self,
+        addr: Ipv4Addr,
+        stamp: &dyn Fn() -> u64,
+    ) -> Option<(Lease4, u64)> {
         let a = u32::from(addr);
         let mut shard = self.addrs4[self.shard_of(&a)].lock();
         let removed = shard.remove(&a)?;
@@ -575,7 +580,8 @@ impl LeaseStore {
         ty: Lease6Type,
         f: &mut dyn FnMut(&mut Lease6),
     ) -> Option<Lease6> {
-        self.update6_stamped(key, addr, ty, f, &|| 0).map(|(l, _)| l)
+        self.update6_stamped(key, addr, ty, f, &|| 0)
+            .map(|(l, _)| l)
     }
 
     /// [`update6`](Self::update6) with a version stamp taken under the address lock.
@@ -637,7 +643,12 @@ impl LeaseStore {
     }
 
     /// [`delete6`](Self::delete6) with a version stamp taken under the address lock.
-    pub fn delete6_stamped(&self, addr: Ipv6Addr, ty: Lease6Type, stamp: &dyn Fn() -> u64) -> Option<(Lease6, u64)> {
+    pub fn delete6_stamped(
+        &self,
+        addr: Ipv6Addr,
+        ty: Lease6Type,
+        stamp: &dyn Fn() -> u64,
+    ) -> Option<(Lease6, u64)> {
         let k = (u128::from(addr), ty);
         let mut shard = self.addrs6[self.shard_of(&k)].lock();
         let removed = shard.remove(&k)?;
