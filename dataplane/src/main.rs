@@ -176,16 +176,8 @@ fn import(csv_path: &std::path::Path, journal: &std::path::Path, family: u8) -> 
     let (j, _) = Journal::open(JournalConfig::new(journal))?;
     let p = j.producer();
     let n = changes.len();
-    for mut c in changes {
-        loop {
-            match p.try_push(c) {
-                Ok(()) => break,
-                Err(back) => {
-                    c = back;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }
-        }
+    for c in changes {
+        xdhcp_dataplane::server::push_waiting(&p, c);
     }
     drop(p);
     j.shutdown()?;

@@ -498,29 +498,53 @@ impl Server {
     }
 }
 
-fn import_kea_csv(shared: &Shared, journal: &Journal, csv: &std::path::Path) -> anyhow::Result<()> {
+/// Queue a change on a journal producer, waiting while its queue is full. Only for bulk loads
+/// (CSV import), never on the hot path: the journal thread drains the queue continuously.
+pub fn push_waiting(p: &crate::lease::journal::JournalProducer, change: LeaseChange) {
+    let mut c = change;
+    while let Err(back) = p.try_push(c) {
+        c = back;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// On first start with a new journal, load Kea's memfile CSV (lease4 or lease6) into the store
+/// and the journal, so a Kea user keeps every lease.
+fn import_kea_csv_family(
+    shared: &Shared,
+    journal: &Journal,
+    csv: &std::path::Path,
+    v6: bool,
+) -> anyhow::Result<()> {
     let f = std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-    let leases = crate::lease::csv::read_lease4_csv(std::io::BufReader::new(f))
-        .with_context(|| format!("importing Kea memfile {}", csv.display()))?;
+    let rd = std::io::BufReader::new(f);
+    let context = || format!("importing Kea memfile {}", csv.display());
+    let changes: Vec<LeaseChange> = if v6 {
+        crate::lease::csv::read_lease6_csv(rd)
+            .with_context(context)?
+            .into_iter()
+            .map(LeaseChange::Put6)
+            .collect()
+    } else {
+        crate::lease::csv::read_lease4_csv(rd)
+            .with_context(context)?
+            .into_iter()
+            .map(LeaseChange::Put4)
+            .collect()
+    };
     let p = journal.producer();
-    let n = leases.len();
-    for l in leases {
-        shared.store.put4(l.clone());
-        let mut c = LeaseChange::Put4(l);
-        // Bounded wait: the journal thread drains the queue continuously.
-        loop {
-            match p.try_push(c) {
-                Ok(()) => break,
-                Err(back) => {
-                    c = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+    let n = changes.len();
+    for c in changes {
+        shared.store.apply(c.clone());
+        push_waiting(&p, c);
     }
     journal.flush_blocking(Duration::from_secs(30))?;
-    tracing::info!(leases = n, file = %csv.display(), "imported Kea memfile leases into a new journal");
+    tracing::info!(leases = n, v6, file = %csv.display(), "imported Kea memfile leases into a new journal");
     Ok(())
+}
+
+fn import_kea_csv(shared: &Shared, journal: &Journal, csv: &std::path::Path) -> anyhow::Result<()> {
+    import_kea_csv_family(shared, journal, csv, false)
 }
 
 fn import_kea_csv6(
@@ -528,28 +552,7 @@ fn import_kea_csv6(
     journal: &Journal,
     csv: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let f = std::fs::File::open(csv).with_context(|| format!("opening {}", csv.display()))?;
-    let leases = crate::lease::csv::read_lease6_csv(std::io::BufReader::new(f))
-        .with_context(|| format!("importing Kea memfile {}", csv.display()))?;
-    let p = journal.producer();
-    let n = leases.len();
-    for l in leases {
-        shared.store.put6(l.clone());
-        let mut c = LeaseChange::Put6(l);
-        // Bounded wait: the journal thread drains the queue continuously.
-        loop {
-            match p.try_push(c) {
-                Ok(()) => break,
-                Err(back) => {
-                    c = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    }
-    journal.flush_blocking(Duration::from_secs(30))?;
-    tracing::info!(leases = n, file = %csv.display(), "imported Kea memfile lease6 records into a new journal");
-    Ok(())
+    import_kea_csv_family(shared, journal, csv, true)
 }
 
 /// `config-reload`: validate the file (the current one, or `path`), build the new state, copy

@@ -119,6 +119,14 @@ impl Ctx<'_> {
     fn subnet(&self) -> &SubnetRt4 {
         &self.rt.subnets[self.si]
     }
+    /// The subnet, among those the client may use (its shared network), that contains `addr`.
+    fn candidate_containing(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.subnet()
+            .candidates
+            .iter()
+            .copied()
+            .find(|&si| self.rt.subnets[si].cfg.contains(addr))
+    }
     fn key(&self, si: usize, msg: &Dhcp4View<'_>) -> ClientKey {
         let s = &self.rt.subnets[si].cfg;
         ClientKey::v4(s.id, &self.hw, msg.client_id(), s.match_client_id)
@@ -448,12 +456,7 @@ fn request(
         }
     };
     // The subnet the address belongs to must be one the client can use (right network).
-    let Some(&si) = c
-        .subnet()
-        .candidates
-        .iter()
-        .find(|&&si| c.rt.subnets[si].cfg.contains(addr))
-    else {
+    let Some(si) = c.candidate_containing(addr) else {
         return nak(c, msg, rxc, f, tx);
     };
     let key = c.key(si, msg);
@@ -546,12 +549,7 @@ fn release(
     msg: &Dhcp4View<'_>,
 ) -> Result<(), DropReason> {
     let addr = msg.ciaddr();
-    let Some(&si) = c
-        .subnet()
-        .candidates
-        .iter()
-        .find(|&&si| c.rt.subnets[si].cfg.contains(addr))
-    else {
+    let Some(si) = c.candidate_containing(addr) else {
         return Err(DropReason::NoLeaseForClient);
     };
     if !sink.has_room() {
@@ -582,12 +580,7 @@ fn decline(
     msg: &Dhcp4View<'_>,
 ) -> Result<(), DropReason> {
     let addr = msg.requested_ip().ok_or(DropReason::NoLeaseForClient)?;
-    let Some(&si) = c
-        .subnet()
-        .candidates
-        .iter()
-        .find(|&&si| c.rt.subnets[si].cfg.contains(addr))
-    else {
+    let Some(si) = c.candidate_containing(addr) else {
         return Err(DropReason::NoLeaseForClient);
     };
     if !sink.has_room() {

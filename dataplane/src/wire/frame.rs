@@ -195,6 +195,35 @@ fn write_eth(
     }
 }
 
+/// Write the UDP header at `udp_off` for a payload already in place, with the full checksum over
+/// the pseudo header (`pseudo`: the partial sum of the source and destination addresses).
+/// Returns the frame length.
+fn write_udp_header(
+    buf: &mut [u8],
+    udp_off: usize,
+    src_port: u16,
+    dst_port: u16,
+    payload_len: usize,
+    pseudo: u32,
+) -> usize {
+    let udp_len = UDP_HLEN + payload_len;
+    buf[udp_off..udp_off + 2].copy_from_slice(&src_port.to_be_bytes());
+    buf[udp_off + 2..udp_off + 4].copy_from_slice(&dst_port.to_be_bytes());
+    buf[udp_off + 4..udp_off + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    buf[udp_off + 6..udp_off + 8].copy_from_slice(&[0, 0]);
+    let sum = checksum_add(
+        pseudo + 17 + udp_len as u32,
+        &buf[udp_off..udp_off + udp_len],
+    );
+    // An all-zero UDP checksum means "none" (and is illegal in IPv6): send its equivalent.
+    let csum = match checksum_finish(sum) {
+        0 => 0xffff,
+        c => c,
+    };
+    buf[udp_off + 6..udp_off + 8].copy_from_slice(&csum.to_be_bytes());
+    udp_off + udp_len
+}
+
 /// Write Ethernet, IPv4 and UDP headers in front of a payload of `payload_len` bytes that already
 /// sits at `payload_offset_v4(r.vlan_tci)`. Returns the frame length.
 pub fn write_udp4_headers(buf: &mut [u8], r: &Udp4Reply, payload_len: usize) -> usize {
@@ -217,20 +246,8 @@ pub fn write_udp4_headers(buf: &mut [u8], r: &Udp4Reply, payload_len: usize) -> 
         let csum = checksum_finish(checksum_add(0, ip));
         ip[10..12].copy_from_slice(&csum.to_be_bytes());
     }
-    buf[udp_off..udp_off + 2].copy_from_slice(&r.src_port.to_be_bytes());
-    buf[udp_off + 2..udp_off + 4].copy_from_slice(&r.dst_port.to_be_bytes());
-    buf[udp_off + 4..udp_off + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    buf[udp_off + 6..udp_off + 8].copy_from_slice(&[0, 0]);
-    let mut sum = checksum_add(0, &r.src_ip.octets());
-    sum = checksum_add(sum, &r.dst_ip.octets());
-    sum += 17 + udp_len as u32;
-    sum = checksum_add(sum, &buf[udp_off..udp_off + udp_len]);
-    let mut csum = checksum_finish(sum);
-    if csum == 0 {
-        csum = 0xffff;
-    }
-    buf[udp_off + 6..udp_off + 8].copy_from_slice(&csum.to_be_bytes());
-    udp_off + udp_len
+    let pseudo = checksum_add(checksum_add(0, &r.src_ip.octets()), &r.dst_ip.octets());
+    write_udp_header(buf, udp_off, r.src_port, r.dst_port, payload_len, pseudo)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,20 +276,8 @@ pub fn write_udp6_headers(buf: &mut [u8], r: &Udp6Reply, payload_len: usize) -> 
         ip[8..24].copy_from_slice(&r.src_ip.octets());
         ip[24..40].copy_from_slice(&r.dst_ip.octets());
     }
-    buf[udp_off..udp_off + 2].copy_from_slice(&r.src_port.to_be_bytes());
-    buf[udp_off + 2..udp_off + 4].copy_from_slice(&r.dst_port.to_be_bytes());
-    buf[udp_off + 4..udp_off + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    buf[udp_off + 6..udp_off + 8].copy_from_slice(&[0, 0]);
-    let mut sum = checksum_add(0, &r.src_ip.octets());
-    sum = checksum_add(sum, &r.dst_ip.octets());
-    sum += 17 + udp_len as u32;
-    sum = checksum_add(sum, &buf[udp_off..udp_off + udp_len]);
-    let mut csum = checksum_finish(sum);
-    if csum == 0 {
-        csum = 0xffff;
-    }
-    buf[udp_off + 6..udp_off + 8].copy_from_slice(&csum.to_be_bytes());
-    udp_off + udp_len
+    let pseudo = checksum_add(checksum_add(0, &r.src_ip.octets()), &r.dst_ip.octets());
+    write_udp_header(buf, udp_off, r.src_port, r.dst_port, payload_len, pseudo)
 }
 
 #[cfg(test)]
