@@ -255,6 +255,8 @@ lab_on_exit() {
 }
 
 lab_on_signal() {
+    # A second INT/TERM (Ctrl-C under `timeout` delivers one to both) must not cut the teardown short.
+    trap '' INT TERM
     xd_log "lab: interrupted by SIG$1; tearing down"
     trap - EXIT
     lab_destroy
