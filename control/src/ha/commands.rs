@@ -6,6 +6,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+/// One encoding of Kea's lease JSON for the whole project: the dataplane's control socket and
+/// the HA peer protocol must agree byte for byte.
+pub use xdhcp_dataplane::lease::json::{hex_colon, lease4_to_json, lease6_to_json};
 
 use serde_json::{json, Map, Value};
 use xdhcp_dataplane::lease::{HwAddr, IdBuf, Lease4, Lease6, Lease6Type, LeaseState};
@@ -110,92 +113,9 @@ pub fn lease_get_page(family: Family, from: Option<String>, limit: u32) -> Value
 // Lease JSON
 // ---------------------------------------------------------------------------------------------
 
-/// Colon-separated lower-case hex, as Kea prints hardware addresses, client ids and DUIDs.
-pub fn hex_colon(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 3);
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
-}
-
 /// Parses Kea's hex forms: `01:02:03`, `01-02-03`, `010203`, `1:2:3`.
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Some(Vec::new());
-    }
-    if s.contains(':') || s.contains('-') || s.contains(' ') {
-        s.split([':', '-', ' '])
-            .map(|p| {
-                if p.is_empty() || p.len() > 2 {
-                    None
-                } else {
-                    u8::from_str_radix(p, 16).ok()
-                }
-            })
-            .collect()
-    } else {
-        let s = s.strip_prefix("0x").unwrap_or(s);
-        if s.len() % 2 != 0 {
-            return None;
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-            .collect()
-    }
-}
-
-/// Kea's `Lease4::toElement` (with `cltt`).
-pub fn lease4_to_json(l: &Lease4) -> Value {
-    let mut m = Map::new();
-    m.insert("ip-address".into(), json!(l.addr.to_string()));
-    m.insert("subnet-id".into(), json!(l.subnet_id));
-    m.insert("hw-address".into(), json!(hex_colon(l.hwaddr.as_slice())));
-    if !l.client_id.is_empty() {
-        m.insert("client-id".into(), json!(hex_colon(&l.client_id)));
-    }
-    m.insert("cltt".into(), json!(l.cltt));
-    m.insert("valid-lft".into(), json!(l.valid_lft));
-    m.insert("fqdn-fwd".into(), json!(l.fqdn_fwd));
-    m.insert("fqdn-rev".into(), json!(l.fqdn_rev));
-    m.insert(
-        "hostname".into(),
-        json!(l.hostname.as_deref().unwrap_or("")),
-    );
-    m.insert("state".into(), json!(l.state.kea_code()));
-    Value::Object(m)
-}
-
-/// Kea's `Lease6::toElement` (with `cltt`).
-pub fn lease6_to_json(l: &Lease6) -> Value {
-    let mut m = Map::new();
-    m.insert("ip-address".into(), json!(l.addr.to_string()));
-    m.insert("type".into(), json!(lease6_type_name(l.lease_type)));
-    if l.lease_type == Lease6Type::Pd {
-        m.insert("prefix-len".into(), json!(l.prefix_len));
-    }
-    m.insert("iaid".into(), json!(l.iaid));
-    m.insert("duid".into(), json!(hex_colon(&l.duid)));
-    m.insert("subnet-id".into(), json!(l.subnet_id));
-    m.insert("cltt".into(), json!(l.cltt));
-    m.insert("preferred-lft".into(), json!(l.preferred_lft));
-    m.insert("valid-lft".into(), json!(l.valid_lft));
-    m.insert("fqdn-fwd".into(), json!(l.fqdn_fwd));
-    m.insert("fqdn-rev".into(), json!(l.fqdn_rev));
-    m.insert(
-        "hostname".into(),
-        json!(l.hostname.as_deref().unwrap_or("")),
-    );
-    if let Some(hw) = &l.hwaddr {
-        m.insert("hw-address".into(), json!(hex_colon(hw.as_slice())));
-    }
-    m.insert("state".into(), json!(l.state.kea_code()));
-    Value::Object(m)
+    xdhcp_dataplane::lease::json::parse_hex(s).ok()
 }
 
 pub fn lease6_type_name(t: Lease6Type) -> &'static str {

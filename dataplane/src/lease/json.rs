@@ -17,23 +17,30 @@ pub fn hex_colon(b: &[u8]) -> String {
     s
 }
 
-/// Parse `01:02:ab`, `0102ab` or `01 02 ab` (as Kea accepts).
+/// Parse Kea's hex forms: `01:02:ab`, `01-02-ab`, `01 02 ab`, `1:2:ab` (one-digit groups) and
+/// `0102ab` / `0x0102ab`.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let clean: String = s
-        .chars()
-        .filter(|c| !matches!(c, ':' | ' ' | '-'))
-        .collect();
-    let clean = clean.strip_prefix("0x").unwrap_or(&clean);
-    if clean.len() % 2 != 0 {
-        return Err(format!("'{s}' is not a hexadecimal string of whole bytes"));
+    let bad = || format!("'{s}' is not a hexadecimal string of whole bytes");
+    if s.contains([':', '-', ' ']) {
+        s.split([':', '-', ' '])
+            .map(|p| {
+                if p.is_empty() || p.len() > 2 {
+                    Err(bad())
+                } else {
+                    u8::from_str_radix(p, 16).map_err(|_| bad())
+                }
+            })
+            .collect()
+    } else {
+        let h = s.strip_prefix("0x").unwrap_or(s);
+        if h.len() % 2 != 0 {
+            return Err(bad());
+        }
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| bad()))
+            .collect()
     }
-    (0..clean.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&clean[i..i + 2], 16)
-                .map_err(|_| format!("'{s}' is not hexadecimal"))
-        })
-        .collect()
 }
 
 pub fn lease4_to_json(l: &Lease4) -> Value {
