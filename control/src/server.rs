@@ -1325,6 +1325,10 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                 acked = entry.seq;
                 continue;
             }
+            // A refused update (an unknown subnet-id on the partner, say) is refused every time:
+            // like v6 (see `ship_v6`), give up on that one change after a few refusals rather than
+            // stop replication for good.
+            let mut refusals = 0u32;
             loop {
                 match shared.policy(&peer.name) {
                     ShipPolicy::Skip => {
@@ -1355,6 +1359,14 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                     Ok(a) => {
                         tracing::warn!(peer = %peer.name, "lease update refused: {} ({})", a.text, a.result);
                         shared.metrics.ship_failures.get_or_create(&labels).inc();
+                        refusals += 1;
+                        if refusals >= MAX_REFUSALS {
+                            tracing::warn!(peer = %peer.name, "partner refused a lease update {refusals} times: {} ({}); not sent again", a.text, a.result);
+                            if !is_backup {
+                                let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
+                            }
+                            break;
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(peer = %peer.name, "lease update failed: {e}");
@@ -1474,9 +1486,9 @@ fn collect_v6_batch(
     }
 }
 
-/// Refusals (an answer, not a transport error) of a one-lease `lease6-bulk-apply` before that
-/// change is dropped.
-const V6_REFUSALS: u32 = 3;
+/// Refusals (an answer, not a transport error) of a one-lease update (`lease4-update`,
+/// `lease4-del` or a one-change `lease6-bulk-apply`) before that change is dropped.
+const MAX_REFUSALS: u32 = 3;
 
 /// Sends one `lease6-bulk-apply` until the peer answers it with success (or the policy says the
 /// partner resyncs instead), as the v4 path does per lease. Leases the peer lists as failed are
@@ -1486,7 +1498,7 @@ const V6_REFUSALS: u32 = 3;
 /// parses every lease before applying any, so one lease it cannot take (a subnet-id it does not
 /// have, say) refuses the whole command, every time. Resending it forever would stop replication
 /// for good; so a refused batch is split into one command per change, and a single change
-/// refused [`V6_REFUSALS`] times is logged and dropped. Each refusal marks the partner
+/// refused [`MAX_REFUSALS`] times is logged and dropped. Each refusal marks the partner
 /// unavailable once, as Kea's HA does for a failed lease update.
 fn ship_v6(
     peer: &PeerClient,
@@ -1558,7 +1570,7 @@ fn ship_v6(
                     .addrs
                     .first()
                     .map_or_else(String::new, ToString::to_string);
-                if refusals >= V6_REFUSALS {
+                if refusals >= MAX_REFUSALS {
                     tracing::warn!(peer = %peer.name, "partner refused lease {what} {refusals} times: {} ({}); not sent again", a.text, a.result);
                     return;
                 }
