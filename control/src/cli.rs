@@ -60,12 +60,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .is_some_and(|d6| !d6.high_availability.is_empty());
     let (family, ha, sock, db, max_valid) =
         if let (true, Some(d6), Some(d4)) = (v6_ha, &cfg.dhcp6, &cfg.dhcp4) {
-            let max_valid = d6
-                .subnets
-                .iter()
-                .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
-                .max()
-                .unwrap_or(d6.lifetimes.valid);
+            let max_valid = longest_lease(d6.subnets.iter().map(|s| &s.lifetimes), &d6.lifetimes);
             (
                 Family::V6,
                 d6.high_availability.clone(),
@@ -74,12 +69,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 max_valid,
             )
         } else if let Some(d4) = &cfg.dhcp4 {
-            let max_valid = d4
-                .subnets
-                .iter()
-                .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
-                .max()
-                .unwrap_or(d4.lifetimes.valid);
+            let max_valid = longest_lease(d4.subnets.iter().map(|s| &s.lifetimes), &d4.lifetimes);
             (
                 Family::V4,
                 d4.high_availability.clone(),
@@ -88,12 +78,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 max_valid,
             )
         } else if let Some(d6) = &cfg.dhcp6 {
-            let max_valid = d6
-                .subnets
-                .iter()
-                .map(|s| s.lifetimes.max_valid.max(s.lifetimes.valid))
-                .max()
-                .unwrap_or(d6.lifetimes.valid);
+            let max_valid = longest_lease(d6.subnets.iter().map(|s| &s.lifetimes), &d6.lifetimes);
             (
                 Family::V6,
                 d6.high_availability.clone(),
@@ -142,4 +127,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         partner_free_delay_ms: u64::from(max_valid) * 1000,
     };
     run_process(opts, Arc::new(UnixDataplane::new(dp_sock)))
+}
+
+/// The longest lease any subnet may grant: the safety period after partner-down before the
+/// partner's free addresses may be allocated (DESIGN.md).
+fn longest_lease<'a>(
+    subnets: impl Iterator<Item = &'a xdhcp_config::model::Lifetimes>,
+    global: &xdhcp_config::model::Lifetimes,
+) -> u32 {
+    subnets
+        .map(|l| l.max_valid.max(l.valid))
+        .max()
+        .unwrap_or(global.valid)
 }
