@@ -51,6 +51,14 @@ pub struct Runtime4 {
     pub has_class_tests: bool,
 }
 
+/// The subnets a client of subnet `i` may get an address from, in order: `i` itself, then the
+/// other members of its shared network (`members`, indexes into the subnet list).
+pub(super) fn candidates(i: usize, members: Option<&[usize]>) -> Vec<usize> {
+    let mut c = vec![i];
+    c.extend(members.unwrap_or(&[]).iter().copied().filter(|&j| j != i));
+    c
+}
+
 fn mask_of(len: u8) -> Ipv4Addr {
     Ipv4Addr::from(if len == 0 { 0 } else { u32::MAX << (32 - len) })
 }
@@ -121,17 +129,11 @@ impl Runtime4 {
             });
         }
         for (i, s) in subnets.iter_mut().enumerate() {
-            let mut c = vec![i];
-            if let Some(n) = s.cfg.shared_network {
-                c.extend(
-                    cfg.shared_networks[n]
-                        .subnets
-                        .iter()
-                        .copied()
-                        .filter(|&j| j != i),
-                );
-            }
-            s.candidates = c;
+            let members = s
+                .cfg
+                .shared_network
+                .map(|n| cfg.shared_networks[n].subnets.as_slice());
+            s.candidates = candidates(i, members);
         }
         let mut by_relay = HashMap::new();
         let mut by_interface: HashMap<String, Vec<usize>> = HashMap::new();

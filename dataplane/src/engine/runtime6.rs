@@ -275,17 +275,11 @@ impl Runtime6 {
             });
         }
         for (i, sr) in subnets.iter_mut().enumerate() {
-            let mut c = vec![i];
-            if let Some(n) = sr.cfg.shared_network {
-                c.extend(
-                    cfg.shared_networks[n]
-                        .subnets
-                        .iter()
-                        .copied()
-                        .filter(|&j| j != i),
-                );
-            }
-            sr.candidates = c;
+            let members = sr
+                .cfg
+                .shared_network
+                .map(|n| cfg.shared_networks[n].subnets.as_slice());
+            sr.candidates = super::runtime4::candidates(i, members);
         }
         let mut by_relay = HashMap::new();
         let mut by_interface: HashMap<String, Vec<usize>> = HashMap::new();
