@@ -805,17 +805,46 @@ fn read_identifier(o: &mut Obj, ctx: &mut Ctx, allowed: &[&str]) -> Option<HostI
     }
 }
 
-fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+/// Parses an address of the family as an integer (IPv4 in the low 32 bits).
+fn family_ip(fam: Fam, s: &str) -> Result<u128, String> {
+    let s = s.trim();
+    match fam {
+        Fam::V4 => s
+            .parse::<Ipv4Addr>()
+            .map(|a| u32::from(a) as u128)
+            .map_err(|_| format!("'{s}' is not an IPv4 address")),
+        Fam::V6 => s
+            .parse::<Ipv6Addr>()
+            .map(u128::from)
+            .map_err(|_| format!("'{s}' is not an IPv6 address")),
+    }
+}
+
+/// A prefix/length of the family, as an integer (IPv4 in the low 32 bits) and a length.
+fn family_cidr(fam: Fam, s: &str) -> Result<(u128, u8), String> {
+    let (a, l) = s.split_once('/').ok_or_else(|| {
+        format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64")
+    })?;
+    let a = family_ip(fam, a)?;
+    let bits = match fam {
+        Fam::V4 => 32,
+        Fam::V6 => 128,
+    };
+    let l: u8 = l
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l <= bits)
+        .ok_or_else(|| format!("'{}' is not a prefix length (0..{bits})", l.trim()))?;
+    Ok((a, l))
+}
+
+/// A pool's `first - last` or `prefix/len` in its family, as integers.
+fn family_range(fam: Fam, s: &str) -> Result<(u128, u128), String> {
     if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv4Addr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{}' is not an IPv4 address", a.trim()))?;
-        let b: Ipv4Addr = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{}' is not an IPv4 address", b.trim()))?;
-        if u32::from(a) > u32::from(b) {
+        let (a, b) = (family_ip(fam, a)?, family_ip(fam, b)?);
+        if a > b {
+            let (a, b) = (family_addr(fam, a), family_addr(fam, b));
             return Err(format!("the pool starts at {a} which is after its end {b}"));
         }
         return Ok((a, b));
@@ -825,46 +854,17 @@ fn v4_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
             "'{s}' is neither 'first - last' nor a prefix/length"
         ));
     }
-    let (n, l) = v4_cidr(s)?;
-    let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-    Ok((
-        Ipv4Addr::from(u32::from(n) & mask),
-        Ipv4Addr::from((u32::from(n) & mask) | !mask),
-    ))
-}
-
-fn v4_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| {
-        format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64")
-    })?;
-    let a: Ipv4Addr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{}' is not an IPv4 address", a.trim()))?;
-    let l: u8 = l
-        .trim()
-        .parse()
-        .ok()
-        .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("'{}' is not a prefix length (0..32)", l.trim()))?;
-    Ok((a, l))
+    let (n, l) = family_cidr(fam, s)?;
+    let m = family_mask(fam, l);
+    let all = match fam {
+        Fam::V4 => u32::MAX as u128,
+        Fam::V6 => u128::MAX,
+    };
+    Ok((n & m, (n & m) | (!m & all)))
 }
 
 fn v6_cidr(s: &str) -> Result<(Ipv6Addr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| {
-        format!("'{s}' is not a prefix/length such as 192.0.2.0/24 or 2001:db8::/64")
-    })?;
-    let a: Ipv6Addr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{}' is not an IPv6 address", a.trim()))?;
-    let l: u8 = l
-        .trim()
-        .parse()
-        .ok()
-        .filter(|l| *l <= 128)
-        .ok_or_else(|| format!("'{}' is not a prefix length (0..128)", l.trim()))?;
-    Ok((a, l))
+    family_cidr(Fam::V6, s).map(|(a, l)| (Ipv6Addr::from(a), l))
 }
 
 fn mask6(l: u8) -> u128 {
@@ -873,34 +873,6 @@ fn mask6(l: u8) -> u128 {
     } else {
         u128::MAX << (128 - l)
     }
-}
-
-fn v6_range(s: &str) -> Result<(Ipv6Addr, Ipv6Addr), String> {
-    if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv6Addr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{}' is not an IPv6 address", a.trim()))?;
-        let b: Ipv6Addr = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{}' is not an IPv6 address", b.trim()))?;
-        if u128::from(a) > u128::from(b) {
-            return Err(format!("the pool starts at {a} which is after its end {b}"));
-        }
-        return Ok((a, b));
-    }
-    if !s.contains('/') {
-        return Err(format!(
-            "'{s}' is neither 'first - last' nor a prefix/length"
-        ));
-    }
-    let (n, l) = v6_cidr(s)?;
-    let m = mask6(l);
-    Ok((
-        Ipv6Addr::from(u128::from(n) & m),
-        Ipv6Addr::from((u128::from(n) & m) | !m),
-    ))
 }
 
 /// Overlap check over every pool of a family: (first, last, path).
@@ -1746,19 +1718,327 @@ fn check_ha_names(ctx: &mut Ctx, ha: &[HaRelationship], subnets: &[(String, Opti
     }
 }
 
+fn family_mask(fam: Fam, len: u8) -> u128 {
+    match fam {
+        Fam::V4 if len == 0 => 0,
+        Fam::V4 => (u32::MAX << (32 - len)) as u128,
+        Fam::V6 => mask6(len),
+    }
+}
+
+fn family_addr(fam: Fam, n: u128) -> IpAddr {
+    match fam {
+        Fam::V4 => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        Fam::V6 => IpAddr::V6(Ipv6Addr::from(n)),
+    }
+}
+
+/// The relay addresses of one family among those configured at a scope.
+fn relays<A>(prm: &Params, pick: fn(IpAddr) -> Option<A>) -> Vec<A> {
+    prm.relay
+        .iter()
+        .flatten()
+        .filter_map(|a| pick(*a))
+        .collect()
+}
+
+fn v4_of(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6_of(a: IpAddr) -> Option<Ipv6Addr> {
+    match a {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// The keys of a subnet both families read the same way; the family then builds its own subnet from it
+/// and reads its pools (`pd_pools` stays empty in DHCPv4, where Kea has no such key).
+struct SubnetHead<'v> {
+    id: Option<u32>,
+    network: u128,
+    len: u8,
+    prm: Params,
+    options: OptionSet,
+    lifetimes: Lifetimes,
+    pools: Vec<(String, &'v Value)>,
+    pd_pools: Vec<(String, &'v Value)>,
+    reservations: Vec<(String, &'v Value)>,
+}
+
+/// The keys of an address pool both families read the same way, already checked against its subnet.
+struct PoolHead {
+    first: u128,
+    last: u128,
+    options: OptionSet,
+    client_class: Option<String>,
+    require_client_classes: Vec<String>,
+}
+
+/// A shared network's own keys; its subnets were read into the family's subnet list.
+struct SharedHead {
+    name: String,
+    subnets: Vec<usize>,
+    params: Params,
+    options: OptionSet,
+}
+
+/// What reading the subnets of a section accumulates in both families: id numbering, duplicate
+/// prefixes, pool ranges for the overlap check and each subnet's path and HA relationship.
+struct SubnetReader<'c> {
+    fam: Fam,
+    common: &'c Common,
+    ids: IdAlloc,
+    prefixes: HashMap<(u128, u8), String>,
+    pool_ranges: Vec<(u128, u128, String)>,
+    paths: Vec<(String, Option<String>)>,
+}
+
+impl<'c> SubnetReader<'c> {
+    fn new(fam: Fam, common: &'c Common) -> Self {
+        SubnetReader {
+            fam,
+            common,
+            ids: IdAlloc {
+                next: 1,
+                seen: HashMap::new(),
+            },
+            prefixes: HashMap::new(),
+            pool_ranges: Vec::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    /// Reads the shared keys of the subnet at `p`; `None` when it cannot be used at all (the reason is
+    /// in `ctx`). `parent` holds the parameters it inherits; `shared` its shared network, if any.
+    fn head<'v>(
+        &mut self,
+        ctx: &mut Ctx,
+        p: &str,
+        v: &'v Value,
+        parent: &Params,
+        shared: Option<usize>,
+    ) -> Option<SubnetHead<'v>> {
+        let fam = self.fam;
+        let mut so = Obj::new(ctx, v, p, "a subnet")?;
+        let id = self.ids.id(ctx, &mut so);
+        let net = so.str(ctx, "subnet");
+        let sp = read_params(&mut so, ctx, fam, Level::Subnet);
+        if let (Some(si), Some(pi)) = (&sp.interface, &parent.interface) {
+            if shared.is_some() && si != pi {
+                ctx.err(&so.p("interface"), format!("interface '{si}' differs from the shared network's '{pi}'; all subnets of a shared network are on one link"));
+            }
+        }
+        let prm = sp.over(parent);
+        let ol = so.list(ctx, "option-data");
+        let options = read_options(ctx, ol, &self.common.defs);
+        let pools = so.list(ctx, "pools");
+        let pd_pools = match fam {
+            Fam::V6 => so.list(ctx, "pd-pools"),
+            Fam::V4 => Vec::new(),
+        };
+        let reservations = so.list(ctx, "reservations");
+        so.finish(ctx);
+        let Some(net) = net else {
+            let example = match fam {
+                Fam::V4 => "192.0.2.0/24",
+                Fam::V6 => "2001:db8:1::/64",
+            };
+            ctx.err(p, format!("a subnet needs \"subnet\": \"{example}\""));
+            return None;
+        };
+        let (addr, len) = match family_cidr(fam, net) {
+            Ok(x) => x,
+            Err(e) => {
+                ctx.err(&format!("{p}.subnet"), e);
+                return None;
+            }
+        };
+        let network = addr & family_mask(fam, len);
+        let shown = family_addr(fam, network);
+        if network != addr {
+            ctx.warn(
+                &format!("{p}.subnet"),
+                format!("{net} has host bits set; read as {shown}/{len}"),
+            );
+        }
+        if let Some(prev) = self.prefixes.get(&(network, len)) {
+            ctx.err(
+                &format!("{p}.subnet"),
+                format!("subnet {shown}/{len} is already defined at {prev}"),
+            );
+        }
+        self.prefixes.insert((network, len), p.to_string());
+        if let Some(cc) = &prm.client_class {
+            check_class_ref(ctx, &format!("{p}.client-class"), cc, &self.common.classes);
+        }
+        let lifetimes = lifetimes(&prm, fam, ctx, p);
+        Some(SubnetHead {
+            id,
+            network,
+            len,
+            prm,
+            options,
+            lifetimes,
+            pools,
+            pd_pools,
+            reservations,
+        })
+    }
+
+    /// Reads the address pool at `pp` of subnet `s`; `None` when it is unusable (the reason is in `ctx`).
+    fn pool(&mut self, ctx: &mut Ctx, pp: &str, pv: &Value, s: &SubnetHead) -> Option<PoolHead> {
+        let fam = self.fam;
+        let mut po = Obj::new(ctx, pv, pp, "an address pool")?;
+        let range = po.str(ctx, "pool");
+        let ol = po.list(ctx, "option-data");
+        let options = read_options(ctx, ol, &self.common.defs);
+        let client_class = po.str(ctx, "client-class").map(str::to_string);
+        let require_client_classes: Vec<String> = po
+            .str_list(ctx, "require-client-classes")
+            .into_iter()
+            .map(|(_, s)| s.to_string())
+            .collect();
+        if fam == Fam::V6 && !require_client_classes.is_empty() {
+            ctx.err(
+                &po.p("require-client-classes"),
+                "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
+            );
+        }
+        po.finish(ctx);
+        let Some(range) = range else {
+            ctx.err(
+                pp,
+                "a pool needs \"pool\": \"first - last\" or \"prefix/len\"",
+            );
+            return None;
+        };
+        let (first, last) = match family_range(fam, range) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.err(&format!("{pp}.pool"), e);
+                return None;
+            }
+        };
+        let mask = family_mask(fam, s.len);
+        if first & mask != s.network || last & mask != s.network {
+            let (f, l, n, len) = (
+                family_addr(fam, first),
+                family_addr(fam, last),
+                family_addr(fam, s.network),
+                s.len,
+            );
+            ctx.err(&format!("{pp}.pool"), format!("pool {f} - {l} is not inside the subnet {n}/{len}; move it into the subnet or fix the subnet prefix"));
+            return None;
+        }
+        if let Some(cc) = &client_class {
+            check_class_ref(ctx, &format!("{pp}.client-class"), cc, &self.common.classes);
+        }
+        self.pool_ranges.push((first, last, format!("{pp}.pool")));
+        Some(PoolHead {
+            first,
+            last,
+            options,
+            client_class,
+            require_client_classes,
+        })
+    }
+
+    /// Records a subnet that was read whole (it has an id): its path and HA relationship are checked
+    /// once all subnets are known.
+    fn keep(&mut self, p: String, head: &SubnetHead) -> bool {
+        if head.id.is_none() {
+            return false;
+        }
+        self.paths.push((p, head.prm.ha_server_name.clone()));
+        true
+    }
+
+    /// The checks that need every subnet of the section: pool overlaps, HA names, unused global
+    /// reservations, subnets bound to interfaces that are not served.
+    fn finish<'a>(
+        self,
+        ctx: &mut Ctx,
+        global_reservations: bool,
+        any_subnet_uses_global: bool,
+        subnet_interfaces: impl Iterator<Item = Option<&'a str>>,
+    ) {
+        check_overlaps(ctx, self.pool_ranges, "pool");
+        check_ha_names(ctx, &self.common.ha, &self.paths);
+        if global_reservations && !any_subnet_uses_global {
+            let section = match self.fam {
+                Fam::V4 => "Dhcp4.reservations",
+                Fam::V6 => "Dhcp6.reservations",
+            };
+            ctx.warn(section, "global reservations are configured but no subnet has reservations-global: true, so none is used");
+        }
+        check_subnet_interfaces(ctx, &self.common.interfaces, &self.paths, subnet_interfaces);
+    }
+}
+
+/// Reads one subnet (path, JSON, inherited parameters, shared network index) into the list.
+type ReadSubnet<'a, S> =
+    dyn FnMut(&mut Ctx, String, &Value, &Params, Option<usize>, &mut Vec<S>) + 'a;
+
+/// Reads the section's `shared-networks`, each subnet by `read_subnet` into `subnets` (which records the
+/// shared network's index in it).
+fn read_shared_networks<S>(
+    ctx: &mut Ctx,
+    o: &mut Obj,
+    fam: Fam,
+    global: &Params,
+    defs: &OptionDefs,
+    subnets: &mut Vec<S>,
+    read_subnet: &mut ReadSubnet<'_, S>,
+) -> Vec<SharedHead> {
+    let mut out: Vec<SharedHead> = Vec::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (p, v) in o.list(ctx, "shared-networks") {
+        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else {
+            continue;
+        };
+        let name = so.str(ctx, "name").map(str::to_string);
+        let params = read_params(&mut so, ctx, fam, Level::Shared).over(global);
+        let ol = so.list(ctx, "option-data");
+        let options = read_options(ctx, ol, defs);
+        let subs = so.list(ctx, fam.subnets_key());
+        so.finish(ctx);
+        let Some(name) = name else {
+            ctx.err(&p, "a shared network needs a 'name'");
+            continue;
+        };
+        if let Some(prev) = names.insert(name.clone(), p.clone()) {
+            ctx.err(
+                &format!("{p}.name"),
+                format!("shared network '{name}' is already defined at {prev}"),
+            );
+        }
+        let idx = out.len();
+        let before = subnets.len();
+        for (sp, sv) in subs {
+            read_subnet(ctx, sp, sv, &params, Some(idx), subnets);
+        }
+        out.push(SharedHead {
+            name,
+            subnets: (before..subnets.len()).collect(),
+            params,
+            options,
+        });
+    }
+    out
+}
+
 pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
     let fam = Fam::V4;
     let mut o = Obj::new(ctx, v, "Dhcp4", "the DHCPv4 server")?;
     let c = read_common(ctx, &mut o, fam);
     let gp = c.params.clone();
-    let mut ids = IdAlloc {
-        next: 1,
-        seen: HashMap::new(),
-    };
     let mut subnets: Vec<Subnet4> = Vec::new();
-    let mut subnet_paths: Vec<(String, Option<String>)> = Vec::new();
-    let mut pools: Vec<(u128, u128, String)> = Vec::new();
-    let mut prefixes: HashMap<(Ipv4Addr, u8), String> = HashMap::new();
+    let mut reader = SubnetReader::new(fam, &c);
     let rc = ResCtx {
         defs: &c.defs,
         host_ids: &c.host_ids,
@@ -1771,69 +2051,20 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
                            parent: &Params,
                            shared: Option<usize>,
                            subnets: &mut Vec<Subnet4>| {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a subnet") else {
+        let Some(h) = reader.head(ctx, &p, v, parent, shared) else {
             return;
         };
-        let id = ids.id(ctx, &mut so);
-        let net = so.str(ctx, "subnet");
-        let sp = read_params(&mut so, ctx, fam, Level::Subnet);
-        if let (Some(si), Some(pi)) = (&sp.interface, &parent.interface) {
-            if shared.is_some() && si != pi {
-                ctx.err(&so.p("interface"), format!("interface '{si}' differs from the shared network's '{pi}'; all subnets of a shared network are on one link"));
-            }
-        }
-        let prm = sp.over(parent);
-        let ol = so.list(ctx, "option-data");
-        let options = read_options(ctx, ol, &c.defs);
-        let pool_list = so.list(ctx, "pools");
-        let res_list = so.list(ctx, "reservations");
-        so.finish(ctx);
-        let Some(net) = net else {
-            ctx.err(&p, "a subnet needs \"subnet\": \"192.0.2.0/24\"");
-            return;
-        };
-        let (addr, len) = match v4_cidr(net) {
-            Ok(x) => x,
-            Err(e) => {
-                ctx.err(&format!("{p}.subnet"), e);
-                return;
-            }
-        };
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let network = Ipv4Addr::from(u32::from(addr) & mask);
-        if network != addr {
-            ctx.warn(
-                &format!("{p}.subnet"),
-                format!("{net} has host bits set; read as {network}/{len}"),
-            );
-        }
-        if let Some(prev) = prefixes.get(&(network, len)) {
-            ctx.err(
-                &format!("{p}.subnet"),
-                format!("subnet {network}/{len} is already defined at {prev}"),
-            );
-        }
-        prefixes.insert((network, len), p.clone());
-        if let Some(cc) = &prm.client_class {
-            check_class_ref(ctx, &format!("{p}.client-class"), cc, &c.classes);
-        }
-        let lt = lifetimes(&prm, fam, ctx, &p);
+        let prm = &h.prm;
         let mut s = Subnet4 {
-            id: id.unwrap_or(0),
-            network,
-            prefix_len: len,
+            id: h.id.unwrap_or(0),
+            network: Ipv4Addr::from(h.network as u32),
+            prefix_len: h.len,
             pools: Vec::new(),
-            options,
-            relay: prm
-                .relay
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None })
-                .collect(),
+            options: h.options.clone(),
+            relay: relays(prm, v4_of),
             interface: prm.interface.clone(),
             reservations: Vec::new(),
-            lifetimes: lt,
+            lifetimes: h.lifetimes,
             shared_network: shared,
             client_class: prm.client_class.clone(),
             require_client_classes: prm.require_classes.clone().unwrap_or_default(),
@@ -1847,103 +2078,42 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
             reservations_out_of_pool: prm.res_out_of_pool.unwrap_or(false),
             reservations_global: prm.res_global.unwrap_or(false),
         };
-        for (pp, pv) in pool_list {
-            let Some(mut po) = Obj::new(ctx, pv, &pp, "an address pool") else {
-                continue;
-            };
-            let range = po.str(ctx, "pool");
-            let ol = po.list(ctx, "option-data");
-            let options = read_options(ctx, ol, &c.defs);
-            let client_class = po.str(ctx, "client-class").map(str::to_string);
-            let req: Vec<String> = po
-                .str_list(ctx, "require-client-classes")
-                .into_iter()
-                .map(|(_, s)| s.to_string())
-                .collect();
-            po.finish(ctx);
-            let Some(range) = range else {
-                ctx.err(
-                    &pp,
-                    "a pool needs \"pool\": \"first - last\" or \"prefix/len\"",
-                );
-                continue;
-            };
-            let (first, last) = match v4_range(range) {
-                Ok(r) => r,
-                Err(e) => {
-                    ctx.err(&format!("{pp}.pool"), e);
-                    continue;
-                }
-            };
-            if !s.contains(first) || !s.contains(last) {
-                ctx.err(&format!("{pp}.pool"), format!("pool {first} - {last} is not inside the subnet {network}/{len}; move it into the subnet or fix the subnet prefix"));
-                continue;
+        for (pp, pv) in &h.pools {
+            if let Some(pool) = reader.pool(ctx, pp, pv, &h) {
+                s.pools.push(Pool4 {
+                    first: Ipv4Addr::from(pool.first as u32),
+                    last: Ipv4Addr::from(pool.last as u32),
+                    options: pool.options,
+                    client_class: pool.client_class,
+                    require_client_classes: pool.require_client_classes,
+                });
             }
-            if let Some(cc) = &client_class {
-                check_class_ref(ctx, &format!("{pp}.client-class"), cc, &c.classes);
-            }
-            pools.push((
-                u32::from(first) as u128,
-                u32::from(last) as u128,
-                format!("{pp}.pool"),
-            ));
-            s.pools.push(Pool4 {
-                first,
-                last,
-                options,
-                client_class,
-                require_client_classes: req,
-            });
         }
-        s.reservations = read_res4(ctx, res_list, &rc, Some(&s));
-        if id.is_some() {
-            subnet_paths.push((p, s.ha_server_name.clone()));
+        s.reservations = read_res4(ctx, h.reservations.clone(), &rc, Some(&s));
+        if reader.keep(p, &h) {
             subnets.push(s);
         }
     };
 
-    let mut shared_networks: Vec<SharedNetwork4> = Vec::new();
-    let mut sn_names: HashMap<String, String> = HashMap::new();
-    for (p, v) in o.list(ctx, "shared-networks") {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else {
-            continue;
-        };
-        let name = so.str(ctx, "name").map(str::to_string);
-        let sp = read_params(&mut so, ctx, fam, Level::Shared).over(&gp);
-        let ol = so.list(ctx, "option-data");
-        let options = read_options(ctx, ol, &c.defs);
-        let subs = so.list(ctx, "subnet4");
-        so.finish(ctx);
-        let Some(name) = name else {
-            ctx.err(&p, "a shared network needs a 'name'");
-            continue;
-        };
-        if let Some(prev) = sn_names.insert(name.clone(), p.clone()) {
-            ctx.err(
-                &format!("{p}.name"),
-                format!("shared network '{name}' is already defined at {prev}"),
-            );
-        }
-        let idx = shared_networks.len();
-        let before = subnets.len();
-        for (sp2, sv) in subs {
-            read_subnet(ctx, sp2, sv, &sp, Some(idx), &mut subnets);
-        }
-        shared_networks.push(SharedNetwork4 {
-            name,
-            subnets: (before..subnets.len()).collect(),
-            interface: sp.interface.clone(),
-            relay: sp
-                .relay
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None })
-                .collect(),
-            options,
-        });
-    }
-    for (p, v) in o.list(ctx, "subnet4") {
+    let shared_networks = read_shared_networks(
+        ctx,
+        &mut o,
+        fam,
+        &gp,
+        &c.defs,
+        &mut subnets,
+        &mut read_subnet,
+    )
+    .into_iter()
+    .map(|sn| SharedNetwork4 {
+        name: sn.name,
+        subnets: sn.subnets,
+        interface: sn.params.interface.clone(),
+        relay: relays(&sn.params, v4_of),
+        options: sn.options,
+    })
+    .collect();
+    for (p, v) in o.list(ctx, fam.subnets_key()) {
         read_subnet(ctx, p, v, &gp, None, &mut subnets);
     }
     let rl = o.list(ctx, "reservations");
@@ -1951,15 +2121,10 @@ pub(crate) fn read_dhcp4(ctx: &mut Ctx, v: &Value) -> Option<Dhcp4> {
     let echo = o.bool(ctx, "echo-client-id").unwrap_or(true);
     o.finish(ctx);
 
-    check_overlaps(ctx, pools, "pool");
-    check_ha_names(ctx, &c.ha, &subnet_paths);
-    if !global_reservations.is_empty() && !subnets.iter().any(|s| s.reservations_global) {
-        ctx.warn("Dhcp4.reservations", "global reservations are configured but no subnet has reservations-global: true, so none is used");
-    }
-    check_subnet_interfaces(
+    reader.finish(
         ctx,
-        &c.interfaces,
-        &subnet_paths,
+        !global_reservations.is_empty(),
+        subnets.iter().any(|s| s.reservations_global),
         subnets.iter().map(|s| s.interface.as_deref()),
     );
     let lifetimes = lifetimes(&gp, fam, ctx, "Dhcp4");
@@ -2027,15 +2192,9 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
     let mut o = Obj::new(ctx, v, "Dhcp6", "the DHCPv6 server")?;
     let c = read_common(ctx, &mut o, fam);
     let gp = c.params.clone();
-    let mut ids = IdAlloc {
-        next: 1,
-        seen: HashMap::new(),
-    };
     let mut subnets: Vec<Subnet6> = Vec::new();
-    let mut subnet_paths: Vec<(String, Option<String>)> = Vec::new();
-    let mut pools: Vec<(u128, u128, String)> = Vec::new();
+    let mut reader = SubnetReader::new(fam, &c);
     let mut pd: Vec<(u128, u128, String)> = Vec::new();
-    let mut prefixes: HashMap<(Ipv6Addr, u8), String> = HashMap::new();
     let rc = ResCtx {
         defs: &c.defs,
         host_ids: &c.host_ids,
@@ -2048,71 +2207,23 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
                            parent: &Params,
                            shared: Option<usize>,
                            subnets: &mut Vec<Subnet6>| {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a subnet") else {
+        let Some(h) = reader.head(ctx, &p, v, parent, shared) else {
             return;
         };
-        let id = ids.id(ctx, &mut so);
-        let net = so.str(ctx, "subnet");
-        let sp = read_params(&mut so, ctx, fam, Level::Subnet);
-        if let (Some(si), Some(pi)) = (&sp.interface, &parent.interface) {
-            if shared.is_some() && si != pi {
-                ctx.err(&so.p("interface"), format!("interface '{si}' differs from the shared network's '{pi}'; all subnets of a shared network are on one link"));
-            }
-        }
-        let prm = sp.over(parent);
-        let ol = so.list(ctx, "option-data");
-        let options = read_options(ctx, ol, &c.defs);
-        let pool_list = so.list(ctx, "pools");
-        let pd_list = so.list(ctx, "pd-pools");
-        let res_list = so.list(ctx, "reservations");
-        so.finish(ctx);
-        let Some(net) = net else {
-            ctx.err(&p, "a subnet needs \"subnet\": \"2001:db8:1::/64\"");
-            return;
-        };
-        let (addr, len) = match v6_cidr(net) {
-            Ok(x) => x,
-            Err(e) => {
-                ctx.err(&format!("{p}.subnet"), e);
-                return;
-            }
-        };
-        let network = Ipv6Addr::from(u128::from(addr) & mask6(len));
-        if network != addr {
-            ctx.warn(
-                &format!("{p}.subnet"),
-                format!("{net} has host bits set; read as {network}/{len}"),
-            );
-        }
-        if let Some(prev) = prefixes.get(&(network, len)) {
-            ctx.err(
-                &format!("{p}.subnet"),
-                format!("subnet {network}/{len} is already defined at {prev}"),
-            );
-        }
-        prefixes.insert((network, len), p.clone());
-        if let Some(cc) = &prm.client_class {
-            check_class_ref(ctx, &format!("{p}.client-class"), cc, &c.classes);
-        }
-        let lt = lifetimes(&prm, fam, ctx, &p);
+        let prm = &h.prm;
+        let network = Ipv6Addr::from(h.network);
         let mut s = Subnet6 {
-            id: id.unwrap_or(0),
+            id: h.id.unwrap_or(0),
             network,
-            prefix_len: len,
+            prefix_len: h.len,
             pools: Vec::new(),
             pd_pools: Vec::new(),
-            options,
-            relay: prm
-                .relay
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None })
-                .collect(),
+            options: h.options.clone(),
+            relay: relays(prm, v6_of),
             interface: prm.interface.clone(),
             interface_id: prm.interface_id.clone(),
             reservations: Vec::new(),
-            lifetimes: lt,
+            lifetimes: h.lifetimes,
             shared_network: shared,
             client_class: prm.client_class.clone(),
             ha_server_name: prm.ha_server_name.clone(),
@@ -2121,205 +2232,52 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
             reservations_out_of_pool: prm.res_out_of_pool.unwrap_or(false),
             reservations_global: prm.res_global.unwrap_or(false),
         };
-        for (pp, pv) in pool_list {
-            let Some(mut po) = Obj::new(ctx, pv, &pp, "an address pool") else {
-                continue;
-            };
-            let range = po.str(ctx, "pool");
-            let ol = po.list(ctx, "option-data");
-            let options = read_options(ctx, ol, &c.defs);
-            let client_class = po.str(ctx, "client-class").map(str::to_string);
-            if !po.str_list(ctx, "require-client-classes").is_empty() {
-                ctx.err(
-                    &po.p("require-client-classes"),
-                    "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
-                );
+        for (pp, pv) in &h.pools {
+            if let Some(pool) = reader.pool(ctx, pp, pv, &h) {
+                s.pools.push(Pool6 {
+                    first: Ipv6Addr::from(pool.first),
+                    last: Ipv6Addr::from(pool.last),
+                    options: pool.options,
+                    client_class: pool.client_class,
+                });
             }
-            po.finish(ctx);
-            let Some(range) = range else {
-                ctx.err(
-                    &pp,
-                    "a pool needs \"pool\": \"first - last\" or \"prefix/len\"",
-                );
-                continue;
-            };
-            let (first, last) = match v6_range(range) {
-                Ok(r) => r,
-                Err(e) => {
-                    ctx.err(&format!("{pp}.pool"), e);
-                    continue;
-                }
-            };
-            if !s.contains(first) || !s.contains(last) {
-                ctx.err(&format!("{pp}.pool"), format!("pool {first} - {last} is not inside the subnet {network}/{len}; move it into the subnet or fix the subnet prefix"));
-                continue;
-            }
-            if let Some(cc) = &client_class {
-                check_class_ref(ctx, &format!("{pp}.client-class"), cc, &c.classes);
-            }
-            pools.push((u128::from(first), u128::from(last), format!("{pp}.pool")));
-            s.pools.push(Pool6 {
-                first,
-                last,
-                options,
-                client_class,
-            });
         }
-        for (pp, pv) in pd_list {
-            let Some(mut po) = Obj::new(ctx, pv, &pp, "a prefix delegation pool") else {
-                continue;
-            };
-            let prefix = po.str(ctx, "prefix");
-            let plen = po.int(ctx, "prefix-len", 1, 128);
-            let dlen = po.int(ctx, "delegated-len", 1, 128);
-            let ex = po.str(ctx, "excluded-prefix");
-            let exlen = po.int(ctx, "excluded-prefix-len", 0, 128);
-            let ol = po.list(ctx, "option-data");
-            let options = read_options(ctx, ol, &c.defs);
-            let client_class = po.str(ctx, "client-class").map(str::to_string);
-            if !po.str_list(ctx, "require-client-classes").is_empty() {
-                ctx.err(
-                    &po.p("require-client-classes"),
-                    "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
-                );
+        for (pp, pv) in &h.pd_pools {
+            if let Some(pool) = read_pd_pool(ctx, pp, pv, &c) {
+                pd.push((
+                    u128::from(pool.prefix),
+                    u128::from(pool.prefix) | !mask6(pool.prefix_len),
+                    format!("{pp}.prefix"),
+                ));
+                s.pd_pools.push(pool);
             }
-            po.finish(ctx);
-            let (Some(prefix), Some(plen), Some(dlen)) = (prefix, plen, dlen) else {
-                for k in ["prefix", "prefix-len", "delegated-len"] {
-                    if pv.get(k).is_none() {
-                        ctx.err(&pp, format!("a pd-pool needs '{k}'"));
-                    }
-                }
-                continue;
-            };
-            let (plen, dlen) = (plen as u8, dlen as u8);
-            let Ok(pa) = prefix.trim().parse::<Ipv6Addr>() else {
-                ctx.err(
-                    &format!("{pp}.prefix"),
-                    format!("'{prefix}' is not an IPv6 address"),
-                );
-                continue;
-            };
-            if u128::from(pa) & !mask6(plen) != 0 {
-                ctx.err(
-                    &format!("{pp}.prefix"),
-                    format!("{pa}/{plen} has bits set beyond prefix-len {plen}"),
-                );
-                continue;
-            }
-            if dlen < plen {
-                ctx.err(
-                    &format!("{pp}.delegated-len"),
-                    format!("delegated-len ({dlen}) must not be shorter than prefix-len ({plen})"),
-                );
-                continue;
-            }
-            let excluded = match (ex, exlen) {
-                (None, None) | (None, Some(0)) => None,
-                (Some(e), Some(el)) if el > 0 => {
-                    let el = el as u8;
-                    match e.trim().parse::<Ipv6Addr>() {
-                        Err(_) => {
-                            ctx.err(
-                                &format!("{pp}.excluded-prefix"),
-                                format!("'{e}' is not an IPv6 address"),
-                            );
-                            None
-                        }
-                        Ok(ea) => {
-                            if el <= dlen {
-                                ctx.err(&format!("{pp}.excluded-prefix-len"), format!("excluded-prefix-len ({el}) must be longer than delegated-len ({dlen})"));
-                                None
-                            } else if u128::from(ea) & mask6(plen) != u128::from(pa) & mask6(plen) {
-                                ctx.err(
-                                    &format!("{pp}.excluded-prefix"),
-                                    format!("{ea}/{el} is not inside the pool prefix {pa}/{plen}"),
-                                );
-                                None
-                            } else if u128::from(ea) & !mask6(el) != 0 {
-                                ctx.err(
-                                    &format!("{pp}.excluded-prefix"),
-                                    format!("{ea}/{el} has bits set beyond excluded-prefix-len"),
-                                );
-                                None
-                            } else {
-                                Some((ea, el))
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    ctx.err(
-                        &pp,
-                        "excluded-prefix and excluded-prefix-len must be given together",
-                    );
-                    None
-                }
-            };
-            pd.push((
-                u128::from(pa),
-                u128::from(pa) | !mask6(plen),
-                format!("{pp}.prefix"),
-            ));
-            s.pd_pools.push(PdPool6 {
-                prefix: pa,
-                prefix_len: plen,
-                delegated_len: dlen,
-                excluded_prefix: excluded,
-                options,
-                client_class,
-            });
         }
-        s.reservations = read_res6(ctx, res_list, &rc, Some((network, len)));
-        if id.is_some() {
-            subnet_paths.push((p, s.ha_server_name.clone()));
+        s.reservations = read_res6(ctx, h.reservations.clone(), &rc, Some((network, h.len)));
+        if reader.keep(p, &h) {
             subnets.push(s);
         }
     };
 
-    let mut shared_networks: Vec<SharedNetwork6> = Vec::new();
-    let mut sn_names: HashMap<String, String> = HashMap::new();
-    for (p, v) in o.list(ctx, "shared-networks") {
-        let Some(mut so) = Obj::new(ctx, v, &p, "a shared network") else {
-            continue;
-        };
-        let name = so.str(ctx, "name").map(str::to_string);
-        let sp = read_params(&mut so, ctx, fam, Level::Shared).over(&gp);
-        let ol = so.list(ctx, "option-data");
-        let options = read_options(ctx, ol, &c.defs);
-        let subs = so.list(ctx, "subnet6");
-        so.finish(ctx);
-        let Some(name) = name else {
-            ctx.err(&p, "a shared network needs a 'name'");
-            continue;
-        };
-        if let Some(prev) = sn_names.insert(name.clone(), p.clone()) {
-            ctx.err(
-                &format!("{p}.name"),
-                format!("shared network '{name}' is already defined at {prev}"),
-            );
-        }
-        let idx = shared_networks.len();
-        let before = subnets.len();
-        for (sp2, sv) in subs {
-            read_subnet(ctx, sp2, sv, &sp, Some(idx), &mut subnets);
-        }
-        shared_networks.push(SharedNetwork6 {
-            name,
-            subnets: (before..subnets.len()).collect(),
-            interface: sp.interface.clone(),
-            interface_id: sp.interface_id.clone(),
-            relay: sp
-                .relay
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|a| if let IpAddr::V6(a) = a { Some(a) } else { None })
-                .collect(),
-            options,
-            rapid_commit: sp.rapid_commit.unwrap_or(false),
-        });
-    }
+    let shared_networks = read_shared_networks(
+        ctx,
+        &mut o,
+        fam,
+        &gp,
+        &c.defs,
+        &mut subnets,
+        &mut read_subnet,
+    )
+    .into_iter()
+    .map(|sn| SharedNetwork6 {
+        name: sn.name,
+        subnets: sn.subnets,
+        interface: sn.params.interface.clone(),
+        interface_id: sn.params.interface_id.clone(),
+        relay: relays(&sn.params, v6_of),
+        options: sn.options,
+        rapid_commit: sn.params.rapid_commit.unwrap_or(false),
+    })
+    .collect();
     for (p, v) in o.list(ctx, fam.subnets_key()) {
         read_subnet(ctx, p, v, &gp, None, &mut subnets);
     }
@@ -2330,16 +2288,11 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
     let data_directory = o.str(ctx, "data-directory").map(PathBuf::from);
     o.finish(ctx);
 
-    check_overlaps(ctx, pools, "pool");
     check_overlaps(ctx, pd, "pd-pool prefix");
-    check_ha_names(ctx, &c.ha, &subnet_paths);
-    if !global_reservations.is_empty() && !subnets.iter().any(|s| s.reservations_global) {
-        ctx.warn("Dhcp6.reservations", "global reservations are configured but no subnet has reservations-global: true, so none is used");
-    }
-    check_subnet_interfaces(
+    reader.finish(
         ctx,
-        &c.interfaces,
-        &subnet_paths,
+        !global_reservations.is_empty(),
+        subnets.iter().any(|s| s.reservations_global),
         subnets.iter().map(|s| s.interface.as_deref()),
     );
     let lifetimes = lifetimes(&gp, fam, ctx, "Dhcp6");
@@ -2360,5 +2313,106 @@ pub(crate) fn read_dhcp6(ctx: &mut Ctx, v: &Value) -> Option<Dhcp6> {
         server_id,
         data_directory,
         tuning: c.tuning,
+    })
+}
+
+/// A Kea `pd-pools` entry: the pool prefix, the delegated length and the optional excluded prefix
+/// (RFC 6603), each checked against the others.
+fn read_pd_pool(ctx: &mut Ctx, pp: &str, pv: &Value, c: &Common) -> Option<PdPool6> {
+    let mut po = Obj::new(ctx, pv, pp, "a prefix delegation pool")?;
+    let prefix = po.str(ctx, "prefix");
+    let plen = po.int(ctx, "prefix-len", 1, 128);
+    let dlen = po.int(ctx, "delegated-len", 1, 128);
+    let ex = po.str(ctx, "excluded-prefix");
+    let exlen = po.int(ctx, "excluded-prefix-len", 0, 128);
+    let ol = po.list(ctx, "option-data");
+    let options = read_options(ctx, ol, &c.defs);
+    let client_class = po.str(ctx, "client-class").map(str::to_string);
+    if !po.str_list(ctx, "require-client-classes").is_empty() {
+        ctx.err(
+            &po.p("require-client-classes"),
+            "not supported by xdhcp for DHCPv6 yet; use client-class or class tests",
+        );
+    }
+    po.finish(ctx);
+    let (Some(prefix), Some(plen), Some(dlen)) = (prefix, plen, dlen) else {
+        for k in ["prefix", "prefix-len", "delegated-len"] {
+            if pv.get(k).is_none() {
+                ctx.err(pp, format!("a pd-pool needs '{k}'"));
+            }
+        }
+        return None;
+    };
+    let (plen, dlen) = (plen as u8, dlen as u8);
+    let Ok(pa) = prefix.trim().parse::<Ipv6Addr>() else {
+        ctx.err(
+            &format!("{pp}.prefix"),
+            format!("'{prefix}' is not an IPv6 address"),
+        );
+        return None;
+    };
+    if u128::from(pa) & !mask6(plen) != 0 {
+        ctx.err(
+            &format!("{pp}.prefix"),
+            format!("{pa}/{plen} has bits set beyond prefix-len {plen}"),
+        );
+        return None;
+    }
+    if dlen < plen {
+        ctx.err(
+            &format!("{pp}.delegated-len"),
+            format!("delegated-len ({dlen}) must not be shorter than prefix-len ({plen})"),
+        );
+        return None;
+    }
+    let excluded = match (ex, exlen) {
+        (None, None) | (None, Some(0)) => None,
+        (Some(e), Some(el)) if el > 0 => {
+            let el = el as u8;
+            match e.trim().parse::<Ipv6Addr>() {
+                Err(_) => {
+                    ctx.err(
+                        &format!("{pp}.excluded-prefix"),
+                        format!("'{e}' is not an IPv6 address"),
+                    );
+                    None
+                }
+                Ok(ea) => {
+                    if el <= dlen {
+                        ctx.err(&format!("{pp}.excluded-prefix-len"), format!("excluded-prefix-len ({el}) must be longer than delegated-len ({dlen})"));
+                        None
+                    } else if u128::from(ea) & mask6(plen) != u128::from(pa) & mask6(plen) {
+                        ctx.err(
+                            &format!("{pp}.excluded-prefix"),
+                            format!("{ea}/{el} is not inside the pool prefix {pa}/{plen}"),
+                        );
+                        None
+                    } else if u128::from(ea) & !mask6(el) != 0 {
+                        ctx.err(
+                            &format!("{pp}.excluded-prefix"),
+                            format!("{ea}/{el} has bits set beyond excluded-prefix-len"),
+                        );
+                        None
+                    } else {
+                        Some((ea, el))
+                    }
+                }
+            }
+        }
+        _ => {
+            ctx.err(
+                pp,
+                "excluded-prefix and excluded-prefix-len must be given together",
+            );
+            None
+        }
+    };
+    Some(PdPool6 {
+        prefix: pa,
+        prefix_len: plen,
+        delegated_len: dlen,
+        excluded_prefix: excluded,
+        options,
+        client_class,
     })
 }
