@@ -162,21 +162,26 @@ srv_export_offline() {
     esac
 }
 
-# csv_current_leases IN.csv OUT: Kea memfile CSV (an append log where the last row for an address wins
-# and a row with valid_lifetime 0 deletes it) → sorted "address hwaddr subnet-id" lines.
+# csv_current_leases IN.csv OUT [COLUMN...]: Kea memfile CSV (an append log where the last row for an
+# address wins and a row with valid_lifetime 0 deletes it) → sorted "address COLUMN..." lines, lower case;
+# the columns default to "hwaddr subnet_id" (v4); v6 callers name theirs, e.g. "duid lease_type".
 csv_current_leases() {
-    timeout 300 python3 - "$1" >"$2" <<'PY'
+    local in="$1" out="$2"
+    shift 2
+    (($#)) || set -- hwaddr subnet_id
+    timeout 300 python3 - "$in" "$@" >"$out" <<'PY'
 import csv, sys
+path, cols = sys.argv[1], sys.argv[2:]
 cur = {}
-with open(sys.argv[1], newline="") as f:
+with open(path, newline="") as f:
     rows = csv.reader(f)
     header = next(rows, None)
     if header is None:
         sys.exit(0)
     col = {name: i for i, name in enumerate(header)}
-    for need in ("address", "hwaddr", "valid_lifetime", "subnet_id"):
+    for need in ["address", "valid_lifetime", *cols]:
         if need not in col:
-            sys.exit(f"{sys.argv[1]}: no column {need!r} in header {header}")
+            sys.exit(f"{path}: no column {need!r} in header {header}")
     for row in rows:
         if len(row) < len(header):
             continue  # a torn last row from a crash
@@ -184,7 +189,7 @@ with open(sys.argv[1], newline="") as f:
         if row[col["valid_lifetime"]] == "0":
             cur.pop(addr, None)
         else:
-            cur[addr] = (row[col["hwaddr"]].lower(), row[col["subnet_id"]])
+            cur[addr] = tuple(row[col[c]].lower() for c in cols)
 for addr in sorted(cur):
     print(addr, *cur[addr])
 PY
