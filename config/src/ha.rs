@@ -148,33 +148,106 @@ fn parse_url(u: &str) -> Result<(String, u16, bool), String> {
     Ok((host, port, tls))
 }
 
-struct Tls {
-    trust_anchor: Option<PathBuf>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
+/// One TLS parameter as written, with the JSON path it was read from (a peer's own value or the
+/// relationship's, which every peer without its own inherits, as in Kea 2.2).
+#[derive(Clone)]
+struct TlsParam {
+    file: PathBuf,
+    path: String,
 }
 
-fn read_tls(ctx: &mut Ctx, o: &mut Obj) -> Tls {
-    let t = Tls {
-        trust_anchor: o.str(ctx, "trust-anchor").map(PathBuf::from),
-        cert_file: o.str(ctx, "cert-file").map(PathBuf::from),
-        key_file: o.str(ctx, "key-file").map(PathBuf::from),
-    };
-    let n = [
-        t.trust_anchor.is_some(),
-        t.cert_file.is_some(),
-        t.key_file.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if n != 0 && n != 3 {
-        ctx.err(
-            &o.path,
-            "trust-anchor, cert-file and key-file must be given all three or none",
-        );
+#[derive(Clone, Default)]
+struct Tls {
+    trust_anchor: Option<TlsParam>,
+    cert_file: Option<TlsParam>,
+    key_file: Option<TlsParam>,
+}
+
+impl Tls {
+    /// The peer's own values, else the relationship's (Kea's `HAConfig::validate`).
+    fn or(self, rel: &Tls) -> Tls {
+        Tls {
+            trust_anchor: self.trust_anchor.or_else(|| rel.trust_anchor.clone()),
+            cert_file: self.cert_file.or_else(|| rel.cert_file.clone()),
+            key_file: self.key_file.or_else(|| rel.key_file.clone()),
+        }
     }
-    t
+
+    fn named(&self) -> [(&'static str, &Option<TlsParam>); 3] {
+        [
+            ("trust-anchor", &self.trust_anchor),
+            ("cert-file", &self.cert_file),
+            ("key-file", &self.key_file),
+        ]
+    }
+}
+
+/// Reads the three keys of one level; an empty string counts as not set, as in Kea.
+fn read_tls(ctx: &mut Ctx, o: &mut Obj) -> Tls {
+    let mut one = |k: &str| {
+        let path = o.p(k);
+        o.str(ctx, k).filter(|v| !v.is_empty()).map(|v| TlsParam {
+            file: PathBuf::from(v),
+            path,
+        })
+    };
+    Tls {
+        trust_anchor: one("trust-anchor"),
+        cert_file: one("cert-file"),
+        key_file: one("key-file"),
+    }
+}
+
+/// Kea 2.2's TLS rules for one peer after inheritance: any of the three set means TLS, and then
+/// all three are needed; `https://` without TLS is refused. The files are read here (once per
+/// JSON path), as Kea loads them at configuration time. Returns whether the peer uses TLS.
+fn check_peer_tls(
+    ctx: &mut Ctx,
+    t: &Tls,
+    peer_path: &str,
+    https: bool,
+    checked: &mut Vec<String>,
+) -> bool {
+    let named = t.named();
+    let missing: Vec<&str> = named
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    if missing.len() == 3 {
+        if https {
+            ctx.err(
+                &format!("{peer_path}.url"),
+                "https:// needs TLS, which is off for this peer: set trust-anchor, cert-file and key-file (for the peer or the whole relationship)",
+            );
+        }
+        return false;
+    }
+    if !missing.is_empty() {
+        ctx.err(
+            peer_path,
+            format!(
+                "trust-anchor, cert-file and key-file must be given all three or none: {} missing for this peer (set at the peer or the relationship level)",
+                missing.join(" and ")
+            ),
+        );
+        return true;
+    }
+    for (k, v) in named {
+        let Some(v) = v else { continue };
+        if checked.contains(&v.path) {
+            continue;
+        }
+        checked.push(v.path.clone());
+        let r = match k {
+            "key-file" => crate::tls::load_key(&v.file).map(|_| ()),
+            _ => crate::tls::load_certs(&v.file).map(|_| ()),
+        };
+        if let Err(e) = r {
+            ctx.err(&v.path, format!("'{}': {e}", v.file.display()));
+        }
+    }
+    true
 }
 
 fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<HaRelationship> {
@@ -261,6 +334,7 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
     let mut peers: Vec<HaPeer> = Vec::new();
     let peer_list = o.list(ctx, "peers");
     let mut names: Vec<String> = Vec::new();
+    let mut tls_checked: Vec<String> = Vec::new();
     for (pp, pv) in peer_list {
         let Some(mut po) = Obj::new(ctx, pv, &pp, "an HA peer") else {
             continue;
@@ -309,7 +383,7 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
                 );
             }
         }
-        let ptls = read_tls(ctx, &mut po);
+        let ptls = read_tls(ctx, &mut po).or(&tls);
         po.finish(ctx);
         let (Some(name), Some(url), Some(role)) = (name, url, role) else {
             for k in ["name", "url", "role"] {
@@ -344,20 +418,20 @@ fn read_relationship(ctx: &mut Ctx, v: &Value, path: &str, _v6: bool) -> Option<
                 format!("{host}:{port} is already the URL of another peer"),
             );
         }
-        let trust_anchor = ptls.trust_anchor.or_else(|| tls.trust_anchor.clone());
+        let uses_tls = check_peer_tls(ctx, &ptls, &pp, https, &mut tls_checked);
         peers.push(HaPeer {
             name: name.to_string(),
             url: url.to_string(),
             host,
             port,
-            tls: https || trust_anchor.is_some(),
+            tls: uses_tls,
             role,
             auto_failover,
             basic_auth_user: user,
             basic_auth_password: password,
-            trust_anchor,
-            cert_file: ptls.cert_file.or_else(|| tls.cert_file.clone()),
-            key_file: ptls.key_file.or_else(|| tls.key_file.clone()),
+            trust_anchor: ptls.trust_anchor.map(|t| t.file),
+            cert_file: ptls.cert_file.map(|t| t.file),
+            key_file: ptls.key_file.map(|t| t.file),
         });
     }
     o.finish(ctx);

@@ -10,6 +10,7 @@ mod ha;
 mod jsonc;
 pub mod model;
 pub mod options;
+pub mod tls;
 mod walk;
 
 use std::fmt;
