@@ -101,7 +101,10 @@ fn peer_values_complete_and_override_the_relationship() {
     .dhcp4
     .unwrap();
     let r = &d.high_availability[0];
-    assert!(r.require_client_certs, "require-client-certs defaults to true");
+    assert!(
+        r.require_client_certs,
+        "require-client-certs defaults to true"
+    );
     let (a, b) = (&r.peers[0], &r.peers[1]);
     assert_eq!(a.trust_anchor.as_deref(), Some(Path::new(&f.p("cadir"))));
     assert_eq!(a.cert_file.as_deref(), Some(Path::new(&f.p("a.pem"))));

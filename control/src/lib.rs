@@ -4,7 +4,7 @@
 //! lease and config commands to the dataplane, and Prometheus metrics. It does not answer DHCP and
 //! never touches a lease directly: the dataplane process owns the leases and is driven over its
 //! versioned UNIX-socket IPC. The protocol logic (`ha::state`, `ha::commands`) is sans-IO; the
-//! shells (`server`, `peer`, `dataplane`) do the I/O; `sim` runs the real state machines under a
+//! shells (`server`, `peer`, `dataplane`, `tls`) do the I/O; `sim` runs the real state machines under a
 //! seeded deterministic simulator.
 
 pub mod cli;
@@ -13,3 +13,4 @@ pub mod ha;
 pub mod peer;
 pub mod server;
 pub mod sim;
+pub mod tls;

@@ -1,8 +1,10 @@
 //! HTTP client to an HA peer: `POST /` with the command's JSON, basic auth when the peer's config
 //! has credentials, Kea's timeouts (10 s, `sync-timeout` for lease pages). Uses `ureq` (a small,
 //! well-kept blocking client): every peer request runs on its own short-lived thread, so blocking
-//! I/O keeps the code plain and nothing here needs an async runtime.
+//! I/O keeps the code plain and nothing here needs an async runtime. TLS (when the peer has
+//! trust-anchor, cert-file and key-file) is set up by [`crate::tls`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -20,6 +22,9 @@ pub struct PeerClient {
     pub name: String,
     pub url: String,
     auth: Option<String>,
+    /// The TLS context for this peer (None: plain HTTP); Err when its files could not be loaded
+    /// (`tls::check` refuses that at start, so it only shows if a file changed since).
+    tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
     /// A persistent connection (HTTP/1.1 keep-alive) for a client that sends many requests in a
     /// row (the replicator): a TCP handshake per lease update halved replication throughput.
     keep_alive: Option<ureq::Agent>,
@@ -35,10 +40,15 @@ impl PeerClient {
             )),
             _ => None,
         };
+        let tls = crate::tls::client_config(p).map_err(|e| e.to_string());
+        if let Err(e) = &tls {
+            tracing::error!("{e}");
+        }
         PeerClient {
             name: p.name.clone(),
-            url: p.url.clone(),
+            url: crate::tls::client_url(p),
             auth,
+            tls,
             keep_alive: None,
         }
     }
@@ -46,7 +56,7 @@ impl PeerClient {
     /// The same peer over one persistent connection, every request with `timeout`.
     pub fn with_keep_alive(mut self, timeout: Duration) -> PeerClient {
         self.keep_alive = Some(
-            ureq::AgentBuilder::new()
+            self.agent_builder()
                 .timeout(timeout)
                 .max_idle_connections_per_host(1)
                 .build(),
@@ -54,8 +64,18 @@ impl PeerClient {
         self
     }
 
+    fn agent_builder(&self) -> ureq::AgentBuilder {
+        match &self.tls {
+            Ok(Some(cfg)) => ureq::AgentBuilder::new().tls_config(cfg.clone()),
+            _ => ureq::AgentBuilder::new(),
+        }
+    }
+
     /// Sends one command; Err is a communication failure (no usable answer).
     pub fn post(&self, body: &Value, timeout: Duration) -> Result<Answer, String> {
+        if let Err(e) = &self.tls {
+            return Err(e.clone());
+        }
         if let Some(agent) = &self.keep_alive {
             let t0 = std::time::Instant::now();
             match self.post_with(agent, body) {
@@ -69,7 +89,7 @@ impl PeerClient {
                 Err(e) => return Err(e),
             }
         }
-        let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+        let agent = self.agent_builder().timeout(timeout).build();
         self.post_with(&agent, body)
     }
 

@@ -275,6 +275,7 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
         unsent: AtomicU64::new(0),
     });
     let _ = METRICS.set(shared.clone());
+    crate::tls::check(&opts.relationships)?;
     match dpc::hello(dp.as_ref()) {
         Ok(v) => tracing::info!(version = v, "dataplane IPC handshake done"),
         Err(e) => tracing::warn!("dataplane not reachable yet ({e}); will keep trying"),
@@ -306,8 +307,8 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
             me.host.trim_start_matches('[').trim_end_matches(']'),
             me.port
         );
-        let server = tiny_http::Server::http(&addr)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let server =
+            crate::tls::listen(&addr, r, opts.admin_socket.as_ref(), &opts.dataplane_socket)?;
         let server = Arc::new(server);
         let expect_auth = me
             .basic_auth_user
