@@ -7,10 +7,13 @@
 //!
 //! Modules: [`frames`] (request templates and reply parsing), [`track`] (exchanges in flight,
 //! matched by xid), [`stats`] (latency histogram and report), [`port`] (batched frame I/O),
-//! [`gen`] (the generator loop).
+//! [`gen`] (the generator loop); [`frames6`] and [`gen6`] are the DHCPv6 counterparts of
+//! `frames` and `gen` (SOLICIT/ADVERTISE/REQUEST/REPLY with IA_NA and IA_PD).
 
 pub mod frames;
+pub mod frames6;
 pub mod gen;
+pub mod gen6;
 pub mod port;
 pub mod stats;
 pub mod track;

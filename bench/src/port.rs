@@ -77,17 +77,27 @@ impl Default for XdpPortConfig {
 
 impl XdpPort {
     pub fn open(iface: &str, port: u16, cfg: &XdpPortConfig) -> anyhow::Result<XdpPort> {
+        // v6 is steered to the socket too but never used: pick a port nothing sends to.
+        let ports = SteerPorts {
+            v4: port,
+            v6: if port == 67 { 547 } else { 546 },
+        };
+        XdpPort::open_steering(iface, ports, cfg)
+    }
+
+    /// Like [`XdpPort::open`] with both steered ports given (the DHCPv6 generator receives on
+    /// UDP 546 over IPv6).
+    pub fn open_steering(
+        iface: &str,
+        ports: SteerPorts,
+        cfg: &XdpPortConfig,
+    ) -> anyhow::Result<XdpPort> {
         let info = sys::interface_info(iface)
             .with_context(|| format!("reading interface {iface}"))?
             .with_context(|| format!("interface {iface} does not exist"))?;
         if let Err(e) = sys::raise_memlock() {
             tracing::warn!(error = %e, "could not raise RLIMIT_MEMLOCK");
         }
-        // v6 is steered to the socket too but never used: pick a port nothing sends to.
-        let ports = SteerPorts {
-            v4: port,
-            v6: if port == 67 { 547 } else { 546 },
-        };
         let mut prog =
             XdpProgram::load(info.rx_queues, ports).context("loading the XDP program")?;
         let xcfg = XskConfig::new(cfg.ring_size, cfg.frame_count);
@@ -254,6 +264,21 @@ fn udp_port_filter(port: u16) -> [libc::sock_filter; 11] {
     ]
 }
 
+/// `ip6 and udp dst port P` for untagged IPv6 without extension headers (servers send none).
+fn udp6_port_filter(port: u16) -> [libc::sock_filter; 8] {
+    let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    [
+        f(0x28, 0, 0, 12),              // 0: ldh [12]
+        f(0x15, 0, 5, 0x86dd),          // 1: jeq IPv6 else drop
+        f(0x30, 0, 0, 20),              // 2: ldb [20] (next header)
+        f(0x15, 0, 3, 17),              // 3: jeq UDP else drop
+        f(0x28, 0, 0, 56),              // 4: ldh [56] (UDP dst port)
+        f(0x15, 0, 1, u32::from(port)), // 5: jeq port else drop
+        f(0x06, 0, 0, 0x40000),         // 6: accept
+        f(0x06, 0, 0, 0),               // 7: drop
+    ]
+}
+
 impl PacketPort {
     pub fn open(
         iface: &str,
@@ -261,9 +286,45 @@ impl PacketPort {
         bind_ip: std::net::Ipv4Addr,
         batch: usize,
     ) -> anyhow::Result<PacketPort> {
+        let sink = std::net::UdpSocket::bind((bind_ip, port))
+            .or_else(|_| std::net::UdpSocket::bind(("0.0.0.0", port)))
+            .with_context(|| {
+                format!("binding the UDP sink on port {port} (is something else listening there?)")
+            })?;
+        PacketPort::open_filtered(
+            iface,
+            libc::ETH_P_IP as u16,
+            &mut udp_port_filter(port),
+            sink,
+            batch,
+        )
+    }
+
+    /// The DHCPv6 form: IPv6 frames to UDP `port`, with the sink bound to [::]:port.
+    pub fn open_v6(iface: &str, port: u16, batch: usize) -> anyhow::Result<PacketPort> {
+        let sink = std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, port))
+            .with_context(|| {
+                format!("binding the UDP sink on [::]:{port} (is something else listening there?)")
+            })?;
+        PacketPort::open_filtered(
+            iface,
+            libc::ETH_P_IPV6 as u16,
+            &mut udp6_port_filter(port),
+            sink,
+            batch,
+        )
+    }
+
+    fn open_filtered(
+        iface: &str,
+        ethertype: u16,
+        prog_insns: &mut [libc::sock_filter],
+        sink: std::net::UdpSocket,
+        batch: usize,
+    ) -> anyhow::Result<PacketPort> {
         let ifindex =
             sys::ifindex(iface).with_context(|| format!("interface {iface} does not exist"))?;
-        let proto = (libc::ETH_P_IP as u16).to_be();
+        let proto = ethertype.to_be();
         // SAFETY: plain socket(2).
         let raw = unsafe {
             libc::socket(
@@ -278,7 +339,6 @@ impl PacketPort {
         }
         // SAFETY: fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut prog_insns = udp_port_filter(port);
         let prog = libc::sock_fprog {
             len: prog_insns.len() as u16,
             filter: prog_insns.as_mut_ptr(),
@@ -309,11 +369,6 @@ impl PacketPort {
             return Err(io::Error::last_os_error())
                 .with_context(|| format!("binding AF_PACKET to {iface}"));
         }
-        let sink = std::net::UdpSocket::bind((bind_ip, port))
-            .or_else(|_| std::net::UdpSocket::bind(("0.0.0.0", port)))
-            .with_context(|| {
-                format!("binding the UDP sink on port {port} (is something else listening there?)")
-            })?;
         Ok(PacketPort {
             fd,
             _sink: sink,
@@ -545,27 +600,30 @@ mod tests {
         );
         // SAFETY: fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut insns = udp_port_filter(67);
-        // Every jump must land inside the program (the kernel checks it too; EINVAL otherwise).
-        for (i, ins) in insns.iter().enumerate() {
-            if ins.code & 0x07 == 0x05 {
-                assert!(
-                    i + 1 + usize::from(ins.jt) < insns.len()
-                        && i + 1 + usize::from(ins.jf) < insns.len()
-                );
+        let mut v4 = udp_port_filter(67);
+        let mut v6 = udp6_port_filter(546);
+        for insns in [&mut v4[..], &mut v6[..]] {
+            // Every jump must land inside the program (the kernel checks it too; EINVAL otherwise).
+            for (i, ins) in insns.iter().enumerate() {
+                if ins.code & 0x07 == 0x05 {
+                    assert!(
+                        i + 1 + usize::from(ins.jt) < insns.len()
+                            && i + 1 + usize::from(ins.jf) < insns.len()
+                    );
+                }
             }
+            let prog = libc::sock_fprog {
+                len: insns.len() as u16,
+                filter: insns.as_mut_ptr(),
+            };
+            setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                &prog,
+            )
+            .expect("kernel accepts the filter");
         }
-        let prog = libc::sock_fprog {
-            len: insns.len() as u16,
-            filter: insns.as_mut_ptr(),
-        };
-        setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &prog,
-        )
-        .expect("kernel accepts the filter");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Table {
     slots: Vec<Slot>,
     free: Vec<u32>,
     bits: u32,
+    /// Width of the xid: 32 for DHCPv4, 24 for DHCPv6's transaction id.
+    xid_mask: u32,
     generation: Vec<u32>,
     busy: usize,
     /// Where the next incremental expiry scan starts.
@@ -75,9 +77,21 @@ impl Table {
     /// A table of `capacity` slots, rounded up to a power of two (at most 2^24, so that 8 bits
     /// of generation remain in the xid).
     pub fn new(capacity: usize) -> Table {
-        let cap = capacity.clamp(1, 1 << 24).next_power_of_two();
+        Table::with_xid_bits(capacity, 32)
+    }
+
+    /// A table whose xids fit in `xid_bits` bits (24 for DHCPv6); the capacity is capped so that 8
+    /// bits of generation remain (2^16 slots with 24-bit xids).
+    pub fn with_xid_bits(capacity: usize, xid_bits: u32) -> Table {
+        let xid_bits = xid_bits.clamp(9, 32);
+        let cap = capacity.clamp(1, 1 << (xid_bits - 8)).next_power_of_two();
         let bits = cap.trailing_zeros();
         Table {
+            xid_mask: if xid_bits == 32 {
+                u32::MAX
+            } else {
+                (1u32 << xid_bits) - 1
+            },
             slots: vec![FREE; cap],
             // Pop order: slot 0 first.
             free: (0..cap as u32).rev().collect(),
@@ -111,7 +125,7 @@ impl Table {
         let xid = if self.bits >= 32 {
             i
         } else {
-            (*g << self.bits) | i
+            ((*g << self.bits) | i) & self.xid_mask
         };
         self.slots[i as usize] = Slot {
             stage,
@@ -248,6 +262,26 @@ mod tests {
         assert_ne!(old, new);
         assert_eq!(t.find(old, &[Stage::Discover]), Err(Mismatch::Unknown));
         assert_eq!(t.find(new, &[Stage::Discover]), Ok(s2));
+    }
+
+    #[test]
+    fn narrow_xids_keep_within_their_width_and_still_tell_generations_apart() {
+        let mut t = Table::with_xid_bits(1 << 20, 24);
+        assert_eq!(t.capacity(), 1 << 16, "8 bits of generation remain");
+        let mut seen = Vec::new();
+        for round in 0..300u32 {
+            // The freed slot is reused first: the same slot, one generation later each time.
+            let (s, x) = t.start(round, Stage::Discover, 0, true).unwrap();
+            assert!(x < 1 << 24, "xid {x:#x} wider than 24 bits");
+            assert_eq!(t.find(x, &[Stage::Discover]), Ok(s));
+            seen.push(x);
+            t.finish(s);
+        }
+        assert_ne!(seen[0], seen[255]);
+        assert_eq!(
+            seen[0], seen[256],
+            "the generation wraps after 256 uses of a slot"
+        );
     }
 
     #[test]

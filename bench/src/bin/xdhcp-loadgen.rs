@@ -5,20 +5,28 @@
 //! flight. Frames go out and come back through AF_XDP (the xdhcp XDP program steering the reply
 //! port to its sockets), or through an AF_PACKET socket where XDP is not available.
 //!
+//! With `--v6` it is a DHCPv6 generator instead: distinct clients (one DUID-LL each) doing
+//! SOLICIT → ADVERTISE, REQUEST → REPLY with an IA_NA, an IA_PD or both (`--lease-type`, as
+//! perfdhcp's `-e`), sent like `perfdhcp -6 -l <iface>` from the interface's link-local address
+//! to ff02::1:2 and answered on UDP 546.
+//!
 //! It reports exchanges/s, round trips/s, drops (exchanges not completed within the timeout,
-//! and NAKs) and latency percentiles, as a table or as one JSON object (`--json`).
+//! and NAKs or, in v6, replies that do not grant what was asked) and latency percentiles, as a
+//! table or as one JSON object (`--json`).
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use xdhcp_bench::frames::{Addressing, Templates};
+use xdhcp_bench::frames6::{LeaseType, Link6, Templates6, CLIENT_PORT};
 use xdhcp_bench::gen::{GenConfig, Generator, Mode};
+use xdhcp_bench::gen6::Generator6;
 use xdhcp_bench::port::{
     iface_ipv4, iface_mac, parse_mac, pin, resolve_mac, PacketPort, Port, XdpPort, XdpPortConfig,
 };
-use xdhcp_dataplane::backend::xdp::loader::AttachMode;
+use xdhcp_dataplane::backend::xdp::loader::{AttachMode, SteerPorts};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Io {
@@ -36,6 +44,17 @@ enum ModeArg {
     Echo,
 }
 
+/// What every DHCPv6 client asks for (perfdhcp's `-e`).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LeaseTypeArg {
+    /// One IA_NA.
+    AddressOnly,
+    /// One IA_PD.
+    PrefixOnly,
+    /// One IA_NA and one IA_PD in every message.
+    AddressAndPrefix,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum AttachArg {
     Auto,
@@ -46,15 +65,25 @@ enum AttachArg {
 #[derive(Debug, Parser)]
 #[command(
     name = "xdhcp-loadgen",
-    about = "DHCPv4 load generator (AF_XDP or packet socket)"
+    about = "DHCPv4 and DHCPv6 load generator (AF_XDP or packet socket)"
 )]
 struct Args {
     /// Interface to send on (in this network namespace).
     #[arg(short, long)]
     iface: String,
-    /// The server's IPv4 address.
-    #[arg(short, long)]
-    server: Ipv4Addr,
+    /// The server's IPv4 address (DHCPv4).
+    #[arg(short, long, required_unless_present = "v6")]
+    server: Option<Ipv4Addr>,
+    /// DHCPv6: SOLICIT/ADVERTISE/REQUEST/REPLY to ff02::1:2 from the interface's link-local
+    /// address, as `perfdhcp -6 -l <iface>` sends.
+    #[arg(long = "v6", short = '6')]
+    v6: bool,
+    /// DHCPv6: what every client asks for.
+    #[arg(long, value_enum, default_value = "address-only")]
+    lease_type: LeaseTypeArg,
+    /// DHCPv6: the source address (default: the interface's link-local address).
+    #[arg(long)]
+    link_local: Option<Ipv6Addr>,
     /// The server's MAC address; resolved by ARP when omitted.
     #[arg(long)]
     server_mac: Option<String>,
@@ -133,13 +162,19 @@ fn run(a: Args) -> anyhow::Result<()> {
     if a.mode == ModeArg::Echo && a.renew > 0 {
         bail!("--renew applies to --mode dora only");
     }
+    if a.v6 {
+        return run_v6(&a);
+    }
+    let Some(server) = a.server else {
+        bail!("--server is required for DHCPv4");
+    };
     let server_mac = match &a.server_mac {
         Some(m) => parse_mac(m)?,
-        None => resolve_mac(&a.iface, a.server)?,
+        None => resolve_mac(&a.iface, server)?,
     };
     let addressing = if a.direct {
         Addressing::Direct {
-            server_ip: a.server,
+            server_ip: server,
             server_mac,
         }
     } else {
@@ -156,10 +191,49 @@ fn run(a: Args) -> anyhow::Result<()> {
         Addressing::Relay {
             relay_ip,
             relay_mac: iface_mac(&a.iface)?,
-            server_ip: a.server,
+            server_ip: server,
             server_mac,
         }
     };
+    let cfg = gen_config(&a);
+    let stop = stop_flag()?;
+    let templates = Templates::new(addressing);
+    let port_no = addressing.reply_port();
+    // The sockets are opened on the pinned thread so their memory is local to it.
+    if let Some(cpu) = a.cpu {
+        pin(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
+    }
+    let report = match a.io {
+        Io::Xdp => {
+            let mut p = XdpPort::open(&a.iface, port_no, &xdp_config(&a))?;
+            let mut g = Generator::new(cfg, &templates);
+            let r = g.run(&mut p, &stop);
+            warn_kernel_drops(&p);
+            r
+        }
+        Io::Packet => {
+            let bind_ip = match addressing {
+                Addressing::Relay { relay_ip, .. } => relay_ip,
+                Addressing::Direct { .. } => Ipv4Addr::UNSPECIFIED,
+            };
+            let mut p = PacketPort::open(&a.iface, port_no, bind_ip, a.batch)?;
+            let mut g = Generator::new(cfg, &templates);
+            run_port(&mut g, &mut p, &stop)
+        }
+    };
+    print_report(&a, &report)
+}
+
+fn print_report(a: &Args, report: &xdhcp_bench::stats::Report) -> anyhow::Result<()> {
+    if a.json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn gen_config(a: &Args) -> GenConfig {
     let timeout_ns = a.timeout_ms.max(1) * 1_000_000;
     let window = match (a.window, a.rate) {
         (Some(w), _) => w,
@@ -168,7 +242,7 @@ fn run(a: Args) -> anyhow::Result<()> {
             ((u128::from(r) * u128::from(timeout_ns) / 1_000_000_000) as usize).clamp(64, 1 << 22)
         }
     };
-    let cfg = GenConfig {
+    GenConfig {
         mode: if a.mode == ModeArg::Echo {
             Mode::Echo
         } else {
@@ -183,56 +257,110 @@ fn run(a: Args) -> anyhow::Result<()> {
         warmup_ns: (a.warmup.max(0.0) * 1e9) as u64,
         timeout_ns,
         batch: a.batch,
-    };
+    }
+}
+
+/// SIGINT/SIGTERM end the run early; the report still covers what was measured.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
-    // SIGINT/SIGTERM end the run early; the report still covers what was measured.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
     }
-    let templates = Templates::new(addressing);
-    let port_no = addressing.reply_port();
-    // The sockets are opened on the pinned thread so their memory is local to it.
+    Ok(stop)
+}
+
+fn xdp_config(a: &Args) -> XdpPortConfig {
+    XdpPortConfig {
+        ring_size: a.ring_size,
+        frame_count: a.ring_size * 4,
+        batch: a.batch,
+        attach: match a.attach {
+            AttachArg::Auto => AttachMode::Auto,
+            AttachArg::Native => AttachMode::Native,
+            AttachArg::Generic => AttachMode::Generic,
+        },
+    }
+}
+
+fn warn_kernel_drops(p: &XdpPort) {
+    let (full, empty) = p.kernel_drops();
+    if full + empty > 0 {
+        eprintln!("xdhcp-loadgen: the kernel dropped {full} replies (rx ring full) and {empty} (fill ring empty): the generator was the bottleneck");
+    }
+}
+
+/// The DHCPv6 generator: same ports, loop shape and report as v4.
+fn run_v6(a: &Args) -> anyhow::Result<()> {
+    if a.mode == ModeArg::Echo || a.renew > 0 {
+        bail!("--v6 runs SOLICIT/ADVERTISE/REQUEST/REPLY only (no --mode echo, no --renew)");
+    }
+    if a.direct || a.relay.is_some() {
+        bail!("--v6 sends as the clients themselves (like perfdhcp -6 -l); --relay and --direct are DHCPv4 options");
+    }
+    let src_ip = match a.link_local {
+        Some(ip) => ip,
+        None => iface_link_local(&a.iface)?,
+    };
+    let link = match &a.server_mac {
+        // Unicast to one server's MAC (still to ff02::1:2 at the IP layer, which every DHCPv6
+        // server accepts): useful when the link carries more than one server.
+        Some(m) => Link6 {
+            dst_mac: parse_mac(m)?,
+            ..Link6::multicast(iface_mac(&a.iface)?, src_ip)
+        },
+        None => Link6::multicast(iface_mac(&a.iface)?, src_ip),
+    };
+    let lease_type = match a.lease_type {
+        LeaseTypeArg::AddressOnly => LeaseType::Address,
+        LeaseTypeArg::PrefixOnly => LeaseType::Prefix,
+        LeaseTypeArg::AddressAndPrefix => LeaseType::AddressAndPrefix,
+    };
+    let templates = Templates6::new(link, lease_type);
+    let cfg = gen_config(a);
+    let stop = stop_flag()?;
     if let Some(cpu) = a.cpu {
         pin(cpu).with_context(|| format!("pinning to CPU {cpu}"))?;
     }
     let report = match a.io {
         Io::Xdp => {
-            let attach = match a.attach {
-                AttachArg::Auto => AttachMode::Auto,
-                AttachArg::Native => AttachMode::Native,
-                AttachArg::Generic => AttachMode::Generic,
+            // Replies arrive on UDP 546 over IPv6; nothing DHCPv4 is expected here.
+            let ports = SteerPorts {
+                v4: 68,
+                v6: CLIENT_PORT,
             };
-            let pc = XdpPortConfig {
-                ring_size: a.ring_size,
-                frame_count: a.ring_size * 4,
-                batch: a.batch,
-                attach,
-            };
-            let mut p = XdpPort::open(&a.iface, port_no, &pc)?;
-            let mut g = Generator::new(cfg, &templates);
-            let r = g.run(&mut p, &stop);
-            let (full, empty) = p.kernel_drops();
-            if full + empty > 0 {
-                eprintln!("xdhcp-loadgen: the kernel dropped {full} replies (rx ring full) and {empty} (fill ring empty): the generator was the bottleneck");
-            }
+            let mut p = XdpPort::open_steering(&a.iface, ports, &xdp_config(a))?;
+            let r = Generator6::new(cfg, &templates).run(&mut p, &stop);
+            warn_kernel_drops(&p);
             r
         }
         Io::Packet => {
-            let bind_ip = match addressing {
-                Addressing::Relay { relay_ip, .. } => relay_ip,
-                Addressing::Direct { .. } => Ipv4Addr::UNSPECIFIED,
-            };
-            let mut p = PacketPort::open(&a.iface, port_no, bind_ip, a.batch)?;
-            let mut g = Generator::new(cfg, &templates);
-            run_port(&mut g, &mut p, &stop)
+            let mut p = PacketPort::open_v6(&a.iface, CLIENT_PORT, a.batch)?;
+            Generator6::new(cfg, &templates).run(&mut p, &stop)
         }
     };
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
+    print_report(a, &report)
+}
+
+/// The link-local IPv6 address of `iface` (from /proc/net/if_inet6), which must not be tentative:
+/// replies to a tentative address are dropped.
+fn iface_link_local(iface: &str) -> anyhow::Result<Ipv6Addr> {
+    let text = std::fs::read_to_string("/proc/net/if_inet6")
+        .context("reading /proc/net/if_inet6 (is IPv6 enabled?)")?;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // address ifindex prefix-len scope flags name; scope 0x20 = link, flag 0x40 = tentative.
+        if f.len() < 6 || f[5] != iface || f[3] != "20" {
+            continue;
+        }
+        let flags = u32::from_str_radix(f[4], 16).unwrap_or(0);
+        if flags & 0x40 != 0 {
+            bail!("the link-local address of {iface} is still tentative (duplicate address detection): retry in a second");
+        }
+        let n = u128::from_str_radix(f[0], 16)
+            .with_context(|| format!("bad address {:?} in /proc/net/if_inet6", f[0]))?;
+        return Ok(Ipv6Addr::from(n));
     }
-    Ok(())
+    bail!("interface {iface} has no IPv6 link-local address: give one with --link-local")
 }
 
 fn run_port<P: Port>(
