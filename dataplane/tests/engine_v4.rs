@@ -704,3 +704,92 @@ fn reply_fields_echo_the_request() {
     });
     assert!(offer.dhcp.len() >= MIN_REPLY_LEN);
 }
+
+/// A relayed shared network whose first subnet admits only the "phones" class and whose second
+/// subnet has a pool for "printers" only; class options rank below subnet options but above
+/// global ones (Kea's order).
+const CLASSES4: &str = r#"
+    "client-classes": [
+      { "name": "phones", "test": "substring(option[60].hex,0,5) == 'phone'", "valid-lifetime": 600,
+        "option-data": [ { "name": "domain-name-servers", "data": "10.30.0.53" },
+                         { "name": "ntp-servers", "data": "10.30.0.123" } ] },
+      { "name": "printers", "test": "option[60].text == 'printer'" },
+      { "name": "kiosks", "test": "option[60].text == 'kiosk'" } ],
+    "shared-networks": [ { "name": "floor", "relay": { "ip-addresses": ["10.30.0.1"] }, "subnet4": [
+      { "id": 30, "subnet": "10.30.0.0/24", "client-class": "phones",
+        "pools": [ { "pool": "10.30.0.10 - 10.30.0.20" } ],
+        "option-data": [ { "name": "domain-name-servers", "data": "10.30.0.1" } ] },
+      { "id": 31, "subnet": "10.31.0.0/24", "client-class": "phones-or-others",
+        "pools": [ { "pool": "10.31.0.10 - 10.31.0.20", "client-class": "printers" },
+                   { "pool": "10.31.0.100 - 10.31.0.110" } ] } ] } ],
+"#;
+
+#[test]
+fn client_classes_steer_subnets_and_pools_and_rank_options_as_kea_does() {
+    // Subnet 31 admits members of "phones-or-others", a class whose test matches what is not a
+    // phone and not a kiosk: kiosks have no subnet at all on this link.
+    let classes = CLASSES4.replace(
+        r#"{ "name": "kiosks", "test": "option[60].text == 'kiosk'" } ],"#,
+        r#"{ "name": "kiosks", "test": "option[60].text == 'kiosk'" },
+           { "name": "phones-or-others", "test": "not member('phones') and not member('kiosks')" } ],"#,
+    );
+    let mut h = Harness::new(&config("", &classes));
+    let giaddr = Ipv4Addr::new(10, 30, 0, 1);
+    let offer = |h: &mut Harness, n: u8, vendor: &[u8]| {
+        let d = discover(mac(n)).giaddr(giaddr).option(60, vendor).build();
+        h.send(&d, RELAY_MAC, giaddr, SERVER_IP, 67)
+            .map(|f| Reply::parse(&f))
+    };
+    let in_range = |a: Ipv4Addr, lo: [u8; 4], hi: [u8; 4]| {
+        (Ipv4Addr::from(lo)..=Ipv4Addr::from(hi)).contains(&a)
+    };
+
+    let phone = offer(&mut h, 40, b"phone-model-7").expect("phone offered");
+    assert!(
+        in_range(phone.yiaddr(), [10, 30, 0, 10], [10, 30, 0, 20]),
+        "{}",
+        phone.yiaddr()
+    );
+    assert_eq!(
+        phone.opt(6),
+        Some(vec![10, 30, 0, 1]),
+        "subnet options beat class options"
+    );
+    assert_eq!(
+        phone.opt(42),
+        Some(vec![10, 30, 0, 123]),
+        "class options beat global ones"
+    );
+    assert_eq!(
+        phone.u32opt(OPT_LEASE_TIME),
+        Some(600),
+        "the class's valid-lifetime"
+    );
+
+    let printer = offer(&mut h, 41, b"printer").expect("printer offered");
+    assert!(
+        in_range(printer.yiaddr(), [10, 31, 0, 10], [10, 31, 0, 20]),
+        "{}",
+        printer.yiaddr()
+    );
+    assert_eq!(
+        printer.opt(6),
+        Some(vec![192, 0, 2, 53]),
+        "global options for non-members"
+    );
+    assert_eq!(printer.opt(42), Some(vec![192, 0, 2, 123]));
+    assert_eq!(printer.u32opt(OPT_LEASE_TIME), Some(4000));
+
+    let laptop = offer(&mut h, 42, b"laptop").expect("laptop offered");
+    assert!(
+        in_range(laptop.yiaddr(), [10, 31, 0, 100], [10, 31, 0, 110]),
+        "{}",
+        laptop.yiaddr()
+    );
+
+    assert!(
+        offer(&mut h, 43, b"kiosk").is_none(),
+        "no subnet of the link admits a kiosk"
+    );
+    assert_eq!(h.drops(DropReason::NoSubnet), 1);
+}

@@ -1315,3 +1315,100 @@ fn the_common_path_allocates_nothing() {
         assert_eq!(made, 0, "{name}: {made} allocations in 100 exchanges");
     }
 }
+
+#[test]
+fn client_classes_steer_subnets_and_pools_and_rank_options_as_kea_does() {
+    // User class (option 15): 2-byte length, then the class data.
+    let json = r#"{ "Dhcp6": {
+        "interfaces-config": { "interfaces": ["test0"] },
+        "preferred-lifetime": 3000, "valid-lifetime": 4000,
+        "option-data": [ { "name": "dns-servers", "data": "2001:db8::53" },
+                         { "name": "domain-search", "data": "global.example" } ],
+        "client-classes": [
+          { "name": "phones", "test": "substring(option[15].hex,2,5) == 'phone'", "valid-lifetime": 900,
+            "option-data": [ { "name": "dns-servers", "data": "2001:db8::5" },
+                             { "name": "domain-search", "data": "phones.example" } ] },
+          { "name": "printers", "test": "substring(option[15].hex,2,7) == 'printer' and not (pkt6.msgtype == 11)" },
+          { "name": "kiosks", "test": "substring(option[15].hex,2,5) == 'kiosk'" },
+          { "name": "others", "test": "not member('phones') and not member('kiosks')" } ],
+        "shared-networks": [ { "name": "floor", "interface": "test0", "subnet6": [
+          { "id": 1, "subnet": "2001:db8:1::/64", "client-class": "phones",
+            "pools": [ { "pool": "2001:db8:1::100 - 2001:db8:1::1ff" } ],
+            "option-data": [ { "name": "dns-servers", "data": "2001:db8:1::53" } ] },
+          { "id": 2, "subnet": "2001:db8:2::/64", "client-class": "others",
+            "pools": [ { "pool": "2001:db8:2::100 - 2001:db8:2::1ff", "client-class": "printers" },
+                       { "pool": "2001:db8:2::200 - 2001:db8:2::2ff" } ] } ] } ]
+    } }"#;
+    let mut h = Harness::new(json);
+    let user_class = |s: &str| {
+        let mut v = (s.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(s.as_bytes());
+        v
+    };
+    let advertise = |h: &mut Harness, n: u8, class: &str| {
+        let m = solicit(n.into(), &duid(n))
+            .option(15, &user_class(class))
+            .ia_na(1, &[])
+            .build();
+        h.send(&m, Via::Direct).map(|f| Reply::parse(&f))
+    };
+    let dns = |r: &Reply| {
+        r.msg
+            .option(OPT_DNS_SERVERS)
+            .map(|o| Ipv6Addr::from(<[u8; 16]>::try_from(o).unwrap()))
+    };
+    let search = |r: &Reply| r.msg.option(OPT_DOMAIN_LIST).map(|o| o.to_vec());
+    let dn = |s: &str| {
+        let mut v = Vec::new();
+        for l in s.split('.') {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v
+    };
+
+    let phone = advertise(&mut h, 60, "phone-7").expect("phone advertised");
+    let (addr, _, valid) = phone.ias()[0].addrs[0];
+    assert!(
+        (a("2001:db8:1::100")..=a("2001:db8:1::1ff")).contains(&addr),
+        "{addr}"
+    );
+    assert_eq!(valid, 900, "the class's valid-lifetime");
+    assert_eq!(
+        dns(&phone),
+        Some(a("2001:db8:1::53")),
+        "subnet options beat class options"
+    );
+    assert_eq!(
+        search(&phone),
+        Some(dn("phones.example")),
+        "class options beat global ones"
+    );
+
+    let printer = advertise(&mut h, 61, "printer").expect("printer advertised");
+    let addr = printer.ias()[0].addrs[0].0;
+    assert!(
+        (a("2001:db8:2::100")..=a("2001:db8:2::1ff")).contains(&addr),
+        "{addr}"
+    );
+    assert_eq!(
+        dns(&printer),
+        Some(a("2001:db8::53")),
+        "global options for non-members"
+    );
+    assert_eq!(search(&printer), Some(dn("global.example")));
+
+    let laptop = advertise(&mut h, 62, "laptop").expect("laptop advertised");
+    let addr = laptop.ias()[0].addrs[0].0;
+    assert!(
+        (a("2001:db8:2::200")..=a("2001:db8:2::2ff")).contains(&addr),
+        "{addr}"
+    );
+
+    assert!(
+        advertise(&mut h, 63, "kiosk").is_none(),
+        "no subnet of the link admits a kiosk"
+    );
+    assert_eq!(h.drops(DropReason::NoSubnet), 1);
+}

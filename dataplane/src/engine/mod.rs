@@ -5,6 +5,7 @@
 //! the statistics; each has its own journal producer and parse scratch space, so the per-packet
 //! path allocates nothing.
 
+pub mod classes;
 pub mod duid;
 pub mod ha_gate;
 pub mod lb_hash;

@@ -2,13 +2,14 @@
 //! (shared networks), relay and interface lookups, reservations indexed by identifier, and the
 //! merged option tables per pool. Built once per (re)load; workers only read it.
 
+use super::classes::ClassTable;
 use super::options::Opts4;
 use crate::lease::alloc::{PoolAlloc, Split};
 use crate::lease::store::{KeyKind, PoolInfo};
 use crate::lease::IdBuf;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use xdhcp_config::model::{ClientClass, Dhcp4, HostIdentifier, OptionSet, Reservation4, Subnet4};
+use xdhcp_config::model::{Dhcp4, HostIdentifier, OptionSet, Reservation4, Subnet4};
 
 pub struct PoolRt4 {
     /// Index in the lease store's pool list.
@@ -46,9 +47,7 @@ pub struct Runtime4 {
     pub by_interface: HashMap<String, Vec<usize>>,
     pub global_reservations: HashMap<(KeyKind, IdBuf), usize>,
     pub global_opts: Opts4,
-    pub classes: Vec<ClientClass>,
-    /// Whether any class has a test expression (skip classification entirely when none does).
-    pub has_class_tests: bool,
+    pub classes: ClassTable,
 }
 
 /// The subnets a client of subnet `i` may get an address from, in order: `i` itself, then the
@@ -109,7 +108,7 @@ impl Runtime4 {
                     first: p.first,
                     last: p.last,
                     client_class: p.client_class.clone(),
-                    opts: Opts4::merge(&[&p.options, &s.options, shared_opts, &cfg.global_options]),
+                    opts: Opts4::merge(&[&p.options, &s.options, shared_opts], &cfg.global_options),
                 });
             }
             let reserved_addrs = s
@@ -121,7 +120,7 @@ impl Runtime4 {
             subnets.push(SubnetRt4 {
                 mask: mask_of(s.prefix_len),
                 pools: prt,
-                opts: Opts4::merge(&[&s.options, shared_opts, &cfg.global_options]),
+                opts: Opts4::merge(&[&s.options, shared_opts], &cfg.global_options),
                 candidates: Vec::new(),
                 reservations: index_reservations(&s.reservations),
                 reserved_addrs,
@@ -160,9 +159,8 @@ impl Runtime4 {
             by_relay,
             by_interface,
             global_reservations: index_reservations(&cfg.global_reservations),
-            global_opts: Opts4::merge(&[&cfg.global_options]),
-            has_class_tests: cfg.client_classes.iter().any(|c| c.test.is_some()),
-            classes: cfg.client_classes.clone(),
+            global_opts: Opts4::merge(&[], &cfg.global_options),
+            classes: ClassTable::new(&cfg.client_classes),
             cfg: cfg.clone(),
         }
     }

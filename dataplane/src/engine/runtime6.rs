@@ -4,6 +4,7 @@
 //! address, merged option tables (pool > subnet > shared network > global), the server DUID and
 //! the unicast addresses the server accepts. Built once per (re)load; workers only read it.
 
+use super::classes::ClassTable;
 use crate::lease::alloc::{PoolAlloc, Split};
 use crate::lease::store::{KeyKind, PoolInfo};
 use crate::lease::{IdBuf, Lease6Type};
@@ -16,20 +17,23 @@ use xdhcp_config::model::{Dhcp6, HostIdentifier, OptionSet, Reservation6, Subnet
 #[derive(Debug, Clone, Default)]
 pub struct Opts6 {
     blob: Vec<u8>,
-    /// (code, start, len) sorted by code.
-    index: Vec<(u16, u32, u32)>,
+    /// (code, start, len, from the global scope) sorted by code.
+    index: Vec<(u16, u32, u32, bool)>,
     /// Codes configured with `always-send`.
     pub always: Vec<u16>,
 }
 
 impl Opts6 {
-    /// Merge scopes, highest precedence first: the first scope that configures a code wins.
-    pub fn merge(scopes: &[&OptionSet]) -> Opts6 {
+    /// Merge the `local` scopes, highest precedence first (pool, subnet, shared network), over the
+    /// `global` one: the first scope that configures a code wins. Codes won by `global` are marked,
+    /// since client-class options rank between the two (see [`Opts6::is_global`]).
+    pub fn merge(local: &[&OptionSet], global: &OptionSet) -> Opts6 {
         let mut t = Opts6::default();
-        for set in scopes {
+        let scopes = local.iter().map(|s| (*s, false)).chain([(global, true)]);
+        for (set, is_global) in scopes {
             for o in &set.options {
                 if o.data.len() > usize::from(u16::MAX)
-                    || t.index.iter().any(|(c, _, _)| *c == o.code)
+                    || t.index.iter().any(|(c, ..)| *c == o.code)
                 {
                     continue;
                 }
@@ -38,8 +42,12 @@ impl Opts6 {
                 t.blob
                     .extend_from_slice(&(o.data.len() as u16).to_be_bytes());
                 t.blob.extend_from_slice(&o.data);
-                t.index
-                    .push((o.code, start as u32, (t.blob.len() - start) as u32));
+                t.index.push((
+                    o.code,
+                    start as u32,
+                    (t.blob.len() - start) as u32,
+                    is_global,
+                ));
                 if o.always_send {
                     t.always.push(o.code);
                 }
@@ -52,8 +60,16 @@ impl Opts6 {
     /// The encoded option (header included), if configured.
     pub fn encoded(&self, code: u16) -> Option<&[u8]> {
         let i = self.index.binary_search_by_key(&code, |e| e.0).ok()?;
-        let (_, s, l) = self.index[i];
+        let (_, s, l, _) = self.index[i];
         Some(&self.blob[s as usize..(s + l) as usize])
+    }
+
+    /// Whether option `code` came from the global scope (client-class options override it; the
+    /// pool, subnet and shared network scopes override client classes).
+    pub fn is_global(&self, code: u16) -> bool {
+        self.index
+            .binary_search_by_key(&code, |e| e.0)
+            .is_ok_and(|i| self.index[i].3)
     }
 
     pub fn payload(&self, code: u16) -> Option<&[u8]> {
@@ -143,6 +159,7 @@ impl SubnetRt6 {
 
 pub struct Runtime6 {
     pub cfg: Dhcp6,
+    pub classes: ClassTable,
     pub subnets: Vec<SubnetRt6>,
     pub by_relay: HashMap<Ipv6Addr, usize>,
     pub by_interface: HashMap<String, Vec<usize>>,
@@ -227,7 +244,7 @@ impl Runtime6 {
                     first: p.first,
                     last: p.last,
                     client_class: p.client_class.clone(),
-                    opts: Opts6::merge(&[&p.options, &s.options, shared_opts, &cfg.global_options]),
+                    opts: Opts6::merge(&[&p.options, &s.options, shared_opts], &cfg.global_options),
                 });
             }
             let mut pdrt = Vec::new();
@@ -249,7 +266,7 @@ impl Runtime6 {
                     delegated_len: p.delegated_len,
                     excluded: p.excluded_prefix,
                     client_class: p.client_class.clone(),
-                    opts: Opts6::merge(&[&p.options, &s.options, shared_opts, &cfg.global_options]),
+                    opts: Opts6::merge(&[&p.options, &s.options, shared_opts], &cfg.global_options),
                 });
             }
             let mut reserved_addrs = HashMap::new();
@@ -265,7 +282,7 @@ impl Runtime6 {
             subnets.push(SubnetRt6 {
                 pools: prt,
                 pd_pools: pdrt,
-                opts: Opts6::merge(&[&s.options, shared_opts, &cfg.global_options]),
+                opts: Opts6::merge(&[&s.options, shared_opts], &cfg.global_options),
                 candidates: Vec::new(),
                 reservations: index_reservations(&s.reservations),
                 reserved_addrs,
@@ -322,7 +339,8 @@ impl Runtime6 {
             by_interface,
             by_interface_id,
             global_reservations: index_reservations(&cfg.global_reservations),
-            global_opts: Opts6::merge(&[&cfg.global_options]),
+            global_opts: Opts6::merge(&[], &cfg.global_options),
+            classes: ClassTable::new(&cfg.client_classes),
             server_duid,
             unicast,
             link_local: HashMap::new(),
@@ -467,12 +485,13 @@ mod tests {
                 },
             ],
         };
-        let t = Opts6::merge(&[&hi, &lo]);
+        let t = Opts6::merge(&[&hi], &lo);
         assert_eq!(&t.encoded(23).unwrap()[..4], &[0, 23, 0, 16]);
         assert_eq!(t.payload(23).unwrap(), &[1; 16]);
         assert_eq!(t.payload(24).unwrap(), &[3, b'a', b'b', b'c', 0]);
         assert_eq!(t.always, vec![24]);
         assert!(t.encoded(7).is_none());
+        assert!(!t.is_global(23) && t.is_global(24) && !t.is_global(7));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! RFC 2131 §4.1, relay agent information echoed (RFC 3046), options merged from reservation,
 //! class, pool, subnet, shared network and global scopes and filtered by the parameter request list.
 
+use super::classes::Classes;
 use super::options::Opts4;
 use super::runtime4::{Runtime4, SubnetRt4};
 use super::Worker;
@@ -16,7 +17,7 @@ use crate::wire::frame::{
 use crate::wire::DropReason;
 use smallvec::SmallVec;
 use std::net::Ipv4Addr;
-use xdhcp_config::classify::{eval_bool, ClassifyInput};
+use xdhcp_config::classify::ClassifyInput;
 use xdhcp_config::model::{PktField, Reservation4};
 
 /// Which kind of positive reply is being built.
@@ -26,9 +27,6 @@ enum ReplyKind {
     Ack,
     InformAck,
 }
-
-/// Classes the client belongs to (indexes into `Runtime4::classes`).
-type Classes = SmallVec<[u16; 8]>;
 
 struct PacketInput<'a, 'b> {
     msg: &'a Dhcp4View<'b>,
@@ -62,48 +60,6 @@ impl ClassifyInput for PacketInput<'_, '_> {
     }
 }
 
-fn classify(
-    rt: &Runtime4,
-    msg: &Dhcp4View<'_>,
-    ifname: &str,
-    res: Option<&Reservation4>,
-) -> Classes {
-    let mut member: Classes = SmallVec::new();
-    if let Some(r) = res {
-        for name in &r.client_classes {
-            if let Some(i) = rt.classes.iter().position(|c| &c.name == name) {
-                member.push(i as u16);
-            }
-        }
-    }
-    if !rt.has_class_tests {
-        return member;
-    }
-    let input = PacketInput { msg, ifname };
-    // Kea evaluates classes in order; `member()` sees the classes decided so far.
-    for (i, c) in rt.classes.iter().enumerate() {
-        let Some(test) = &c.test else { continue };
-        if c.only_if_required || member.contains(&(i as u16)) {
-            continue;
-        }
-        let is_member = |name: &str| {
-            member
-                .iter()
-                .any(|&j| rt.classes[usize::from(j)].name == name)
-        };
-        if eval_bool(test, &input, &is_member) {
-            member.push(i as u16);
-        }
-    }
-    member
-}
-
-fn in_class(rt: &Runtime4, classes: &Classes, name: &str) -> bool {
-    classes
-        .iter()
-        .any(|&i| rt.classes[usize::from(i)].name == name)
-}
-
 /// Everything derived from the request that the handlers share.
 struct Ctx<'a> {
     rt: &'a Runtime4,
@@ -119,12 +75,17 @@ impl Ctx<'_> {
     fn subnet(&self) -> &SubnetRt4 {
         &self.rt.subnets[self.si]
     }
+    /// The subnets the client may use, in order: the selected one, then the rest of its shared
+    /// network, each only if its `client-class` admits the client.
+    fn candidates(&self) -> impl Iterator<Item = usize> + '_ {
+        self.subnet().candidates.iter().copied().filter(|&si| {
+            let guard = self.rt.subnets[si].cfg.client_class.as_deref();
+            self.rt.classes.allows(&self.classes, guard)
+        })
+    }
     /// The subnet, among those the client may use (its shared network), that contains `addr`.
     fn candidate_containing(&self, addr: Ipv4Addr) -> Option<usize> {
-        self.subnet()
-            .candidates
-            .iter()
-            .copied()
+        self.candidates()
             .find(|&si| self.rt.subnets[si].cfg.contains(addr))
     }
     fn key(&self, si: usize, msg: &Dhcp4View<'_>) -> ClientKey {
@@ -135,9 +96,10 @@ impl Ctx<'_> {
     fn valid_lft(&self, si: usize, msg: &Dhcp4View<'_>) -> u32 {
         let lt = &self.rt.subnets[si].cfg.lifetimes;
         let class_lft = self
+            .rt
             .classes
-            .iter()
-            .find_map(|&i| self.rt.classes[usize::from(i)].valid_lifetime);
+            .of(&self.classes)
+            .find_map(|k| k.valid_lifetime);
         match msg.option(OPT_LEASE_TIME) {
             Some(b) if b.len() == 4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]])
                 .clamp(lt.min_valid, lt.max_valid.max(lt.min_valid)),
@@ -145,10 +107,7 @@ impl Ctx<'_> {
         }
     }
     fn pool_allowed(&self, class: &Option<String>) -> bool {
-        match class {
-            None => true,
-            Some(c) => in_class(self.rt, &self.classes, c),
-        }
+        self.rt.classes.allows(&self.classes, class.as_deref())
     }
     /// Is `a` an address this client may hold in subnet `si`: in a permitted pool or reserved
     /// for it, and not reserved for somebody else.
@@ -271,6 +230,18 @@ fn handle_msg(
             rxc.if_ipv4,
         )
         .ok_or(DropReason::NoSubnet)?;
+    // Classes with tests are decided before the subnet (Kea's order), so a subnet's
+    // `client-class` can steer the client to another subnet of the shared network.
+    let mut classes = rt.classes.classify(&PacketInput { msg, ifname });
+    let si = rt.subnets[si]
+        .candidates
+        .iter()
+        .copied()
+        .find(|&s| {
+            let guard = rt.subnets[s].cfg.client_class.as_deref();
+            rt.classes.allows(&classes, guard)
+        })
+        .ok_or(DropReason::NoSubnet)?;
     let subnet = &rt.subnets[si];
     let balanced = matches!(
         mt,
@@ -289,6 +260,9 @@ fn handle_msg(
     }
     let hw = HwAddr::new(msg.htype(), msg.chaddr());
     let res = rt.reservation(si, msg.chaddr(), msg.client_id());
+    if let Some(r) = res {
+        rt.classes.add_reserved(&mut classes, &r.client_classes);
+    }
     let server_id = subnet
         .opts
         .payload(OPT_SERVER_ID)
@@ -299,7 +273,7 @@ fn handle_msg(
         si,
         hw,
         server_id,
-        classes: classify(rt, msg, ifname, res),
+        classes,
         res,
         now: now.unix_secs,
     };
@@ -320,7 +294,7 @@ fn existing_lease(
     shared: &super::Shared,
     msg: &Dhcp4View<'_>,
 ) -> Option<(usize, Lease4)> {
-    c.subnet().candidates.iter().find_map(|&si| {
+    c.candidates().find_map(|si| {
         let l = shared.store.get_by_client4(&c.key(si, msg))?;
         (l.state != LeaseState::Declined).then_some((si, l))
     })
@@ -357,12 +331,7 @@ fn discover(
         if chosen.is_some() {
             break;
         }
-        if let Some(&si) = c
-            .subnet()
-            .candidates
-            .iter()
-            .find(|&&si| c.address_ok(si, a))
-        {
+        if let Some(si) = c.candidates().find(|&si| c.address_ok(si, a)) {
             let offer = c.new_lease(si, a, msg, LeaseState::Offered, hold);
             if store.claim4(&c.key(si, msg), offer.clone(), c.now).is_ok() {
                 chosen = Some((si, offer));
@@ -371,7 +340,7 @@ fn discover(
     }
     // 4. A free address from the pools the client may use, subnet by subnet.
     if chosen.is_none() {
-        for &si in &c.subnet().candidates {
+        for si in c.candidates() {
             let s = &c.rt.subnets[si];
             let mut pools: SmallVec<[usize; 8]> = SmallVec::new();
             for p in &s.pools {
@@ -691,7 +660,7 @@ fn build_reply(
         w.set_ciaddr(msg.ciaddr());
     }
     // siaddr / sname / file: reservation, then classes, then subnet.
-    let class_iter = || c.classes.iter().map(|&i| &c.rt.classes[usize::from(i)]);
+    let class_iter = || c.rt.classes.of(&c.classes);
     let next_server = c
         .res
         .and_then(|r| r.next_server)
@@ -765,7 +734,8 @@ fn build_reply(
     let prl = msg.parameter_request_list();
     let wanted =
         |code: u8, always: bool| always || prl.contains(&code) || matches!(code, 1 | 3 | 6 | 15);
-    // Reservation and class options take precedence over the pool's merged table.
+    // Reservation options first; then the merged table's pool/subnet/shared-network options; then
+    // client-class options; then the table's global ones (Kea's buildCfgOptionList order).
     if let Some(r) = c.res {
         for o in &r.options.options {
             if let Ok(code) = u8::try_from(o.code) {
@@ -787,7 +757,8 @@ fn build_reply(
     for k in class_iter() {
         for o in &k.options.options {
             if let Ok(code) = u8::try_from(o.code) {
-                if !is_written(&written, code) && wanted(code, o.always_send) {
+                let local = opts.encoded(code).is_some() && !opts.is_global(code);
+                if !local && !is_written(&written, code) && wanted(code, o.always_send) {
                     w.option(code, &o.data);
                     mark(&mut written, code);
                 }

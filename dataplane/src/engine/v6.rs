@@ -7,6 +7,7 @@
 //! to the journal first. Replies are written in place into the transmit buffer: nothing is
 //! allocated per packet on the common path.
 
+use super::classes::{ClassTable, Classes};
 use super::runtime6::{eui64_link_local, Opts6, Runtime6};
 use super::{LeaseSink, Shared, Worker};
 use crate::backend::{Now, RxContext};
@@ -19,7 +20,37 @@ use crate::wire::frame::{
 use crate::wire::DropReason;
 use smallvec::SmallVec;
 use std::net::Ipv6Addr;
-use xdhcp_config::model::Reservation6;
+use xdhcp_config::classify::ClassifyInput;
+use xdhcp_config::model::{PktField, Reservation6};
+
+/// What client-class tests see of a DHCPv6 message: the client's own options (inside any relay
+/// chain), `pkt6.msgtype`, `pkt6.transid` and the receiving interface.
+struct PacketInput<'a, 'b> {
+    msg: &'a Dhcp6View<'b>,
+    ifname: &'a str,
+}
+
+impl ClassifyInput for PacketInput<'_, '_> {
+    fn option(&self, code: u16) -> Option<&[u8]> {
+        self.msg.option(code)
+    }
+    fn relay4_suboption(&self, _sub: u8) -> Option<&[u8]> {
+        None
+    }
+    fn pkt_field(&self, f: PktField) -> Vec<u8> {
+        match f {
+            PktField::MsgType6 => u32::from(self.msg.msg_type_raw()).to_be_bytes().to_vec(),
+            PktField::TransId6 => {
+                let x = self.msg.xid();
+                u32::from_be_bytes([0, x[0], x[1], x[2]])
+                    .to_be_bytes()
+                    .to_vec()
+            }
+            PktField::Iface => self.ifname.as_bytes().to_vec(),
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// Result of handling: the reply frame length and its message type, or nothing to send.
 type Handled = Result<Option<(usize, u8)>, DropReason>;
@@ -153,10 +184,20 @@ fn handle_msg(
         };
     }
     let relay_link = msg.innermost_relay().map(|r| r.link_addr);
-    let si = rt.select_subnet(relay_link, msg.interface_id(), ifname, src);
+    // Classes with tests are decided before the subnet (Kea's order), so a subnet's
+    // `client-class` can steer the client to another subnet of the shared network.
+    let mut classes = rt.classes.classify(&PacketInput { msg, ifname });
+    let si = rt
+        .select_subnet(relay_link, msg.interface_id(), ifname, src)
+        .and_then(|si| {
+            rt.subnets[si].candidates.iter().copied().find(|&s| {
+                let guard = rt.subnets[s].cfg.client_class.as_deref();
+                rt.classes.allows(&classes, guard)
+            })
+        });
     let Some(si) = si else {
         if mt == M::InformationRequest {
-            return information(rt, None, None, ifname, rxc, f, msg, tx);
+            return information(rt, None, None, &classes, ifname, rxc, f, msg, tx);
         }
         return Err(DropReason::NoSubnet);
     };
@@ -171,10 +212,13 @@ fn handle_msg(
         return Err(DropReason::NotServing);
     }
     let Some(duid) = duid else {
-        return information(rt, Some(si), None, ifname, rxc, f, msg, tx);
+        return information(rt, Some(si), None, &classes, ifname, rxc, f, msg, tx);
     };
     let hw = client_hwaddr(msg, duid, f);
     let res = rt.reservation(si, duid, hw.as_ref().map(|h| h.as_slice()));
+    if let Some(r) = res {
+        rt.classes.add_reserved(&mut classes, &r.client_classes);
+    }
     let c = Ctx {
         rt,
         store: &shared.store,
@@ -184,6 +228,7 @@ fn handle_msg(
         duid,
         hw,
         res,
+        classes,
         now: now.unix_secs,
         msg,
     };
@@ -199,7 +244,9 @@ fn handle_msg(
         M::Release => release_or_decline(&c, false, rxc, f, tx),
         M::Decline => release_or_decline(&c, true, rxc, f, tx),
         M::Confirm => confirm(&c, rxc, f, tx),
-        M::InformationRequest => information(rt, Some(si), c.res, ifname, rxc, f, msg, tx),
+        M::InformationRequest => {
+            information(rt, Some(si), c.res, &c.classes, ifname, rxc, f, msg, tx)
+        }
         _ => Err(DropReason::UnknownMessageType),
     }
 }
@@ -289,6 +336,8 @@ struct Ctx<'a> {
     duid: &'a [u8],
     hw: Option<HwAddr>,
     res: Option<&'a Reservation6>,
+    /// The client's classes: by test, then those its reservation names.
+    classes: Classes,
     now: u64,
     msg: &'a Dhcp6View<'a>,
 }
@@ -308,24 +357,26 @@ impl Ctx<'_> {
         ClientKey::v6(self.rt.subnets[si].cfg.id, self.duid, iaid, ty)
     }
 
-    fn candidates(&self) -> &[usize] {
-        &self.rt.subnets[self.si].candidates
+    /// The subnets the client may use, in order: the selected one, then the rest of its shared
+    /// network, each only if its `client-class` admits the client.
+    fn candidates(&self) -> impl Iterator<Item = usize> + '_ {
+        self.rt.subnets[self.si]
+            .candidates
+            .iter()
+            .copied()
+            .filter(|&si| {
+                let guard = self.rt.subnets[si].cfg.client_class.as_deref();
+                self.rt.classes.allows(&self.classes, guard)
+            })
     }
 
     fn pool_allowed(&self, class: &Option<String>) -> bool {
-        match class {
-            None => true,
-            Some(c) => self
-                .res
-                .is_some_and(|r| r.client_classes.iter().any(|x| x == c)),
-        }
+        self.rt.classes.allows(&self.classes, class.as_deref())
     }
 
     /// The candidate subnet (this link) containing address `a`.
     fn on_link(&self, a: Ipv6Addr) -> Option<usize> {
         self.candidates()
-            .iter()
-            .copied()
             .find(|&si| self.rt.subnets[si].cfg.contains(a))
     }
 
@@ -366,7 +417,7 @@ impl Ctx<'_> {
 
     /// The client's current binding for this IA on this link (declined leases excluded).
     fn binding(&self, iaid: u32, ty: Lease6Type) -> Option<(usize, Lease6)> {
-        self.candidates().iter().find_map(|&si| {
+        self.candidates().find_map(|si| {
             let l = self.store.get_by_client6(&self.key(si, iaid, ty), ty)?;
             (l.state != LeaseState::Declined).then_some((si, l))
         })
@@ -383,7 +434,14 @@ impl Ctx<'_> {
                 hint.clamp(lo.min(hi), hi)
             }
         };
-        let valid = clamp(hint_valid, lt.valid, lt.min_valid, lt.max_valid);
+        // A class's valid-lifetime replaces the subnet default (the client's hint still wins).
+        let dflt_valid = self
+            .rt
+            .classes
+            .of(&self.classes)
+            .find_map(|k| k.valid_lifetime)
+            .unwrap_or(lt.valid);
+        let valid = clamp(hint_valid, dflt_valid, lt.min_valid, lt.max_valid);
         let pref = clamp(hint_pref, lt.preferred, lt.min_preferred, lt.max_preferred);
         (pref.min(valid), valid)
     }
@@ -620,7 +678,7 @@ impl Ctx<'_> {
             }
         } else {
             for p in ia.prefixes().filter(|p| !p.prefix.is_unspecified()) {
-                if let Some(&si) = self.candidates().iter().find(|&&si| {
+                if let Some(si) = self.candidates().find(|&si| {
                     self.rt.subnets[si]
                         .pd_pool_of(p.prefix, p.prefix_len)
                         .is_some()
@@ -647,7 +705,7 @@ impl Ctx<'_> {
             }
         }
         if granted.is_none() {
-            for &si in self.candidates() {
+            for si in self.candidates() {
                 let (pref, valid) = self.lifetimes(si, hint_pref, hint_valid);
                 if let Some(g) = self.allocate(si, ty, ia.iaid, hint_len, commit, pref, valid)? {
                     granted = Some(g);
@@ -746,6 +804,7 @@ fn write_options(
     msg: &Dhcp6View<'_>,
     opts: &Opts6,
     res: Option<&Reservation6>,
+    (table, member): (&ClassTable, &Classes),
 ) {
     let managed = |c: u16| {
         matches!(
@@ -767,8 +826,15 @@ fn write_options(
                 | OPT_PD_EXCLUDE
         )
     };
+    // Kea's order: reservation, then the table's pool/subnet/shared-network options, then the
+    // client classes in the order decided, then the table's global options.
+    let class_opt = |code: u16| table.of(member).find_map(|k| k.options.get(code));
     let mut emit = |code: u16| {
         if let Some(o) = res.and_then(|r| r.options.get(code)) {
+            w.option(code, &o.data);
+        } else if let Some(e) = opts.encoded(code).filter(|_| !opts.is_global(code)) {
+            w.raw(e);
+        } else if let Some(o) = class_opt(code) {
             w.option(code, &o.data);
         } else if let Some(e) = opts.encoded(code) {
             w.raw(e);
@@ -789,10 +855,20 @@ fn write_options(
             emit(code);
         }
     }
-    if let Some(r) = res {
-        for o in r.options.options.iter().filter(|o| o.always_send) {
-            if !managed(o.code) && !asked(o.code) && !opts.always.contains(&o.code) {
-                w.option(o.code, &o.data);
+    let mut sent_always: SmallVec<[u16; 8]> = SmallVec::new();
+    let extra = res
+        .into_iter()
+        .flat_map(|r| r.options.options.iter())
+        .chain(table.of(member).flat_map(|k| k.options.options.iter()));
+    for o in extra.filter(|o| o.always_send) {
+        if !managed(o.code)
+            && !asked(o.code)
+            && !opts.always.contains(&o.code)
+            && !sent_always.contains(&o.code)
+        {
+            emit(o.code);
+            if sent_always.len() < sent_always.inline_size() {
+                sent_always.push(o.code);
             }
         }
     }
@@ -856,7 +932,13 @@ fn assign_all(
     if rmt == MessageType6::Reply && msg.msg_type_raw() == MessageType6::Solicit as u8 {
         w.option(OPT_RAPID_COMMIT, &[]);
     }
-    write_options(&mut w, msg, c.table_for(first), c.res);
+    write_options(
+        &mut w,
+        msg,
+        c.table_for(first),
+        c.res,
+        (&c.rt.classes, &c.classes),
+    );
     send(c.rt, rxc, f, msg, close(w, msg)?, tx, rmt)
 }
 
@@ -898,7 +980,7 @@ fn extend_all(
                 }
             }
             for p in ia.prefixes() {
-                let si = c.candidates().iter().copied().find(|&si| {
+                let si = c.candidates().find(|&si| {
                     c.rt.subnets[si]
                         .pd_pool_of(p.prefix, p.prefix_len)
                         .is_some()
@@ -969,6 +1051,7 @@ fn extend_all(
         msg,
         c.table_for(out.iter().find_map(|(k, _, g)| g.map(|g| (*k, g)))),
         c.res,
+        (&c.rt.classes, &c.classes),
     );
     send(c.rt, rxc, f, msg, close(w, msg)?, tx, MessageType6::Reply)
 }
@@ -997,7 +1080,7 @@ fn release_or_decline(
             .map(|a| a.addr)
             .chain(ia.prefixes().map(|p| p.prefix));
         for a in items {
-            for &si in c.candidates() {
+            for si in c.candidates() {
                 if !c.sink.has_room() {
                     return Err(DropReason::JournalFull);
                 }
@@ -1099,6 +1182,7 @@ fn information(
     rt: &Runtime6,
     si: Option<usize>,
     res: Option<&Reservation6>,
+    classes: &Classes,
     ifname: &str,
     rxc: &RxContext,
     f: &UdpFrame,
@@ -1108,6 +1192,6 @@ fn information(
     let mut w = start_reply(tx, f, msg, MessageType6::Reply)?;
     write_ids(&mut w, rt, msg.client_id(), ifname, msg);
     let opts = si.map_or(&rt.global_opts, |si| &rt.subnets[si].opts);
-    write_options(&mut w, msg, opts, res);
+    write_options(&mut w, msg, opts, res, (&rt.classes, classes));
     send(rt, rxc, f, msg, close(w, msg)?, tx, MessageType6::Reply)
 }
