@@ -122,13 +122,18 @@ pub fn client_config(p: &HaPeer) -> Result<Option<Arc<ClientConfig>>, TlsError> 
         roots: Arc::new(f.roots),
         algs: provider.signature_verification_algorithms,
     });
-    let cfg = ClientConfig::builder_with_provider(provider)
+    let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| rerr("protocol versions", e))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(f.chain, f.key)
         .map_err(|e| rerr("cert-file/key-file", e))?;
+    // No session resumption: Kea 2.2's listener (OpenSSL, client certificates required, no
+    // session id context) answers a resumption attempt with an internal_error alert, so every
+    // connection after the first would fail. A full handshake per new connection costs little:
+    // heartbeats are one a second at most and replication keeps its connection open.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Some(Arc::new(cfg)))
 }
 
@@ -310,8 +315,13 @@ fn accept_loop(tcp: TcpListener, cfg: Arc<ServerConfig>, inner: PathBuf) {
             .name("tls-conn".into())
             .spawn(move || {
                 let from = s.peer_addr().ok();
-                if let Err(e) = pump(s, cfg, &inner) {
-                    tracing::info!(?from, "TLS connection closed: {e}");
+                match pump(s, cfg, &inner) {
+                    // A refused handshake (no or unknown client certificate, not TLS at all).
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        tracing::warn!(?from, "TLS connection refused: {e}")
+                    }
+                    Err(e) => tracing::debug!(?from, "TLS connection closed: {e}"),
+                    Ok(()) => {}
                 }
                 act.fetch_sub(1, Ordering::Relaxed);
             });
