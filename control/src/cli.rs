@@ -25,6 +25,11 @@ struct Args {
     /// Dataplane control socket (default: the config's control-socket.socket-name).
     #[arg(long = "dataplane-socket")]
     dataplane_socket: Option<PathBuf>,
+    /// Which section's high-availability relationships to run: 4 (Dhcp4) or 6 (Dhcp6). Default:
+    /// Dhcp4's when it has any, else Dhcp6's. A dual-stack config with HA in both sections runs
+    /// one control process per family, as Kea runs one HA service per daemon.
+    #[arg(long = "family", value_parser = ["4", "6"])]
+    family: Option<String>,
 }
 
 pub fn main() -> i32 {
@@ -50,14 +55,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     // HA comes from the section that configures it: Dhcp4 when it has relationships, else Dhcp6
     // (a Dhcp6-only HA config, or Dhcp4 without HA next to a Dhcp6 with it). The dataplane socket
     // and the journal are the dataplane's, which takes them from Dhcp4 when present.
-    let v6_ha = cfg
+    let ha4 = cfg
         .dhcp4
         .as_ref()
-        .is_none_or(|d4| d4.high_availability.is_empty())
-        && cfg
-            .dhcp6
-            .as_ref()
-            .is_some_and(|d6| !d6.high_availability.is_empty());
+        .is_some_and(|d4| !d4.high_availability.is_empty());
+    let ha6 = cfg
+        .dhcp6
+        .as_ref()
+        .is_some_and(|d6| !d6.high_availability.is_empty());
+    let v6_ha = match args.family.as_deref() {
+        Some("6") if !ha6 => anyhow::bail!(
+            "{}: --family 6 but Dhcp6 has no high-availability relationship",
+            args.config.display()
+        ),
+        Some("4") if !ha4 => anyhow::bail!(
+            "{}: --family 4 but Dhcp4 has no high-availability relationship",
+            args.config.display()
+        ),
+        Some(f) => f == "6",
+        None => !ha4 && ha6,
+    };
     let (family, ha, sock, db, max_valid) =
         if let (true, Some(d6), Some(d4)) = (v6_ha, &cfg.dhcp6, &cfg.dhcp4) {
             let max_valid = longest_lease(d6.subnets.iter().map(|s| &s.lifetimes), &d6.lifetimes);
@@ -103,9 +120,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             args.config.display()
         ),
     };
+    // With HA in both families, the DHCPv6 process's admin socket is "-control6".
     let admin = args.socket.unwrap_or_else(|| {
         let mut s = dp_sock.clone().into_os_string();
-        s.push("-control");
+        s.push(if ha4 && ha6 && family == Family::V6 {
+            "-control6"
+        } else {
+            "-control"
+        });
         PathBuf::from(s)
     });
     let journal_dir = match (&db.path, db.persist) {

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::ha::commands::{parse_answer, Answer};
+use crate::ha::commands::{parse_answer, Answer, Family};
 
 /// Version of the control ⇄ dataplane IPC this control process speaks (`xdhcp-hello`).
-pub const IPC_VERSION: u64 = 1;
+/// 2: the HA commands (`xdhcp-ha-serving`, `xdhcp-ha-observations`, `xdhcp-alloc-policy`) name
+/// their family, since a dual-stack dataplane gates each family for its own control process.
+pub const IPC_VERSION: u64 = 2;
 /// Largest response accepted from the dataplane (a full lease4-get-all of a big store).
 const RESPONSE_MAX_BYTES: u64 = 256 << 20;
 
@@ -98,7 +100,7 @@ pub struct Serving {
     pub scopes: Vec<String>,
 }
 
-pub fn ha_serving(dp: &dyn Dataplane, rels: &[Serving]) -> Result<(), String> {
+pub fn ha_serving(dp: &dyn Dataplane, family: Family, rels: &[Serving]) -> Result<(), String> {
     let list: Vec<Value> = rels
         .iter()
         .map(|r| json!({ "this-server-name": r.this_server_name, "enabled": r.enabled, "scopes": r.scopes }))
@@ -106,7 +108,7 @@ pub fn ha_serving(dp: &dyn Dataplane, rels: &[Serving]) -> Result<(), String> {
     let a = dp
         .call(&cmd(
             "xdhcp-ha-serving",
-            Some(json!({ "relationships": list })),
+            Some(json!({ "family": family.number(), "relationships": list })),
         ))
         .map_err(|e| e.to_string())?;
     if a.result != 0 {
@@ -117,13 +119,14 @@ pub fn ha_serving(dp: &dyn Dataplane, rels: &[Serving]) -> Result<(), String> {
 
 pub fn alloc_policy(
     dp: &dyn Dataplane,
+    family: Family,
     relationship: &str,
     partner_free: bool,
 ) -> Result<(), String> {
     let a = dp
         .call(&cmd(
             "xdhcp-alloc-policy",
-            Some(json!({ "relationship": relationship, "partner-free": partner_free })),
+            Some(json!({ "family": family.number(), "relationship": relationship, "partner-free": partner_free })),
         ))
         .map_err(|e| e.to_string())?;
     if a.result != 0 {
@@ -140,9 +143,12 @@ pub struct Observations {
     pub unanswered: Vec<(Vec<u8>, u16)>,
 }
 
-pub fn observations(dp: &dyn Dataplane) -> Result<Vec<Observations>, String> {
+pub fn observations(dp: &dyn Dataplane, family: Family) -> Result<Vec<Observations>, String> {
     let a = dp
-        .call(&cmd("xdhcp-ha-observations", None))
+        .call(&cmd(
+            "xdhcp-ha-observations",
+            Some(json!({ "family": family.number() })),
+        ))
         .map_err(|e| e.to_string())?;
     if a.result != 0 {
         return Err(a.text);
@@ -228,13 +234,14 @@ mod tests {
             s.read_to_string(&mut req).unwrap();
             let v: Value = serde_json::from_str(&req).unwrap();
             assert_eq!(v["command"], "xdhcp-ha-observations");
+            assert_eq!(v["arguments"]["family"], 6);
             s.write_all(
                 br#"{"result":0,"text":"","arguments":{"relationships":[{"this-server-name":"server2","analyzed-packets":5,"unanswered":[{"key":"01:02","secs":12}]}]}}"#,
             )
             .unwrap();
         });
         let dp = UnixDataplane::new(path);
-        let obs = observations(&dp).unwrap();
+        let obs = observations(&dp, Family::V6).unwrap();
         t.join().unwrap();
         assert_eq!(
             obs,
@@ -258,6 +265,7 @@ mod tests {
         };
         ha_serving(
             &fake,
+            Family::V4,
             &[Serving {
                 this_server_name: "s1".into(),
                 enabled: true,
@@ -268,7 +276,7 @@ mod tests {
         let calls = fake.calls.lock().unwrap();
         assert_eq!(
             calls[0],
-            json!({"command":"xdhcp-ha-serving","arguments":{"relationships":[{"this-server-name":"s1","enabled":true,"scopes":["s1"]}]}})
+            json!({"command":"xdhcp-ha-serving","arguments":{"family":4,"relationships":[{"this-server-name":"s1","enabled":true,"scopes":["s1"]}]}})
         );
     }
 }

@@ -385,7 +385,7 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
         // Out-of-scope packets from the dataplane feed the unacked-clients test.
         if last_obs.elapsed() >= Duration::from_millis(500) {
             last_obs = Instant::now();
-            if let Ok(obs) = dpc::observations(dp.as_ref()) {
+            if let Ok(obs) = dpc::observations(dp.as_ref(), opts.family) {
                 for o in obs {
                     if let Some(r) = rels
                         .iter_mut()
@@ -450,7 +450,7 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
                     scopes: r.m.served_scopes(),
                 })
                 .collect();
-            match dpc::ha_serving(dp.as_ref(), &list) {
+            match dpc::ha_serving(dp.as_ref(), opts.family, &list) {
                 Ok(()) => serving_dirty = false,
                 Err(e) => tracing::debug!("xdhcp-ha-serving: {e}"),
             }
@@ -557,7 +557,7 @@ fn dispatch(
         }
         Action::Serving { .. } => return true,
         Action::AllocPartnerFree(on) => {
-            if let Err(e) = dpc::alloc_policy(dp, &r.cfg.this_server_name, on) {
+            if let Err(e) = dpc::alloc_policy(dp, family, &r.cfg.this_server_name, on) {
                 tracing::warn!("xdhcp-alloc-policy: {e}");
             }
         }
@@ -1235,9 +1235,13 @@ fn lower_thread_priority() {
     }
 }
 
-/// Seq state file of one peer: the last journal sequence the peer acknowledged.
-fn seq_file(dir: &Path, peer: &str) -> PathBuf {
-    dir.join(format!("control-acked-{peer}.seq"))
+/// Seq state file of one peer: the last journal sequence the peer acknowledged. The DHCPv6
+/// control process keeps its own (peer names repeat across the families of a dual-stack config).
+fn seq_file(dir: &Path, peer: &str, family: Family) -> PathBuf {
+    match family {
+        Family::V4 => dir.join(format!("control-acked-{peer}.seq")),
+        Family::V6 => dir.join(format!("control-acked6-{peer}.seq")),
+    }
 }
 
 fn load_seq(p: &Path) -> u64 {
@@ -1259,7 +1263,8 @@ fn save_seq(p: &Path, seq: u64) {
 fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx: &SyncSender<Msg>) {
     use xdhcp_dataplane::lease::journal::JournalReader;
     lower_thread_priority();
-    let state = seq_file(dir, &peer.name);
+    let family = FAMILY.get().copied().unwrap_or(Family::V4);
+    let state = seq_file(dir, &peer.name, family);
     let mut acked = load_seq(&state);
     // Entries up to the journal head at start are a backlog left by a crash or a stop. While we
     // were away the partner may have served those addresses itself (partner-down) and we may
@@ -1303,6 +1308,11 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                 continue;
             };
             let Ok(entry) = item else { break };
+            // The journal holds both families; each family's control process ships its own.
+            if is_v6(&entry.change) != (family == Family::V6) {
+                acked = entry.seq;
+                continue;
+            }
             if is_v6(&entry.change) {
                 let (batch, next) = collect_v6_batch(entry, &mut reader, shared);
                 held = next;

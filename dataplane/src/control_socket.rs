@@ -21,7 +21,7 @@ use std::time::Duration;
 use xdhcp_config::model::Config;
 
 /// Version of the control ⇄ dataplane IPC on top of Kea's command format.
-pub const IPC_VERSION: u64 = 1;
+pub const IPC_VERSION: u64 = 2;
 
 /// DHCPv6 lease commands (`lease6-*`).
 mod lease6;
@@ -260,6 +260,10 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
             reply(0, "Shutting down.", None)
         }
         "xdhcp-ha-serving" => {
+            let gate = match ha_gate(ctx, &args) {
+                Ok(g) => g,
+                Err(e) => return reply(1, e, None),
+            };
             let Some(rels) = args.get("relationships").and_then(|r| r.as_array()) else {
                 return reply(1, "'relationships' (a list) is required", None);
             };
@@ -271,7 +275,7 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
                     .and_then(|v| v.as_array())
                     .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
                     .unwrap_or_default();
-                if let Err(e) = ctx.shared.gate.set(name, enabled, &scopes) {
+                if let Err(e) = gate.set(name, enabled, &scopes) {
                     return reply(1, e, None);
                 }
             }
@@ -284,29 +288,47 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
             ) else {
                 return reply(1, "'relationship' (string) and 'partner-free' (boolean) are required", None);
             };
-            let Some(rt) = ctx.shared.rt4.as_ref() else { return reply(1, "no DHCPv4 configuration", None) };
-            let mut pools = 0;
-            for s in &rt.subnets {
-                let tag = s.cfg.ha_server_name.as_deref();
-                let serves = match tag {
-                    Some(t) => t == name || rt.cfg.high_availability.iter().any(|r| r.this_server_name == name && r.peers.iter().any(|p| p.name == t)),
-                    None => rt.cfg.high_availability.len() == 1 && rt.cfg.high_availability[0].this_server_name == name,
-                };
-                if serves {
-                    for p in &s.pools {
-                        store.pools()[p.store_index].alloc.set_partner_free(on);
-                        pools += 1;
+            let family = match ha_family(ctx, &args) {
+                Ok(f) => f,
+                Err(e) => return reply(1, e, None),
+            };
+            // The pools of the subnets the relationship serves (tagged with one of its peers, or
+            // untagged when it is the family's only relationship).
+            let serves = |rels: &[xdhcp_config::model::HaRelationship], tag: Option<&str>| match tag {
+                Some(t) => t == name || rels.iter().any(|r| r.this_server_name == name && r.peers.iter().any(|p| p.name == t)),
+                None => rels.len() == 1 && rels[0].this_server_name == name,
+            };
+            let mut pool_indexes: Vec<usize> = Vec::new();
+            match (family, ctx.shared.rt4.as_ref(), ctx.shared.rt6.as_ref()) {
+                (4, Some(rt), _) => {
+                    for s in rt.subnets.iter().filter(|s| serves(&rt.cfg.high_availability, s.cfg.ha_server_name.as_deref())) {
+                        pool_indexes.extend(s.pools.iter().map(|p| p.store_index));
                     }
                 }
+                (6, _, Some(rt)) => {
+                    for s in rt.subnets.iter().filter(|s| serves(&rt.cfg.high_availability, s.cfg.ha_server_name.as_deref())) {
+                        pool_indexes.extend(s.pools.iter().map(|p| p.store_index));
+                        pool_indexes.extend(s.pd_pools.iter().map(|p| p.store_index));
+                    }
+                }
+                _ => return reply(1, format!("no DHCPv{family} configuration"), None),
             }
+            for &i in &pool_indexes {
+                store.pools()[i].alloc.set_partner_free(on);
+            }
+            let pools = pool_indexes.len();
             if pools == 0 {
                 return reply(1, format!("no pools belong to HA relationship '{name}'"), None);
             }
             reply(0, format!("partner-free={on} on {pools} pool(s)"), None)
         }
         "xdhcp-ha-observations" => {
+            let gate = match ha_gate(ctx, &args) {
+                Ok(g) => g,
+                Err(e) => return reply(1, e, None),
+            };
             let mut out = Vec::new();
-            for r in &ctx.shared.gate.relationships {
+            for r in &gate.relationships {
                 let mut obs = Vec::new();
                 while let Some(o) = r.observations.pop() {
                     obs.push(json!({"key": hex_colon(&o.key), "secs": o.secs}));
@@ -376,6 +398,33 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
 
 /// Kea reports statistic timestamps as "YYYY-MM-DD HH:MM:SS.ffffff"; the unix time is enough for
 /// our consumers and avoids a date library here.
+/// The family an HA command is for: its `"family"` argument (4 or 6), else the family that
+/// configures HA (DHCPv4 first), as control processes before dual-family HA expected.
+fn ha_family(ctx: &Context, args: &Value) -> Result<u8, String> {
+    match args.get("family").map(|f| f.as_u64()) {
+        Some(Some(4)) => Ok(4),
+        Some(Some(6)) => Ok(6),
+        Some(_) => Err("'family' must be 4 or 6".into()),
+        None if ctx.shared.gate4.relationships.is_empty()
+            && !ctx.shared.gate6.relationships.is_empty() =>
+        {
+            Ok(6)
+        }
+        None => Ok(4),
+    }
+}
+
+/// The HA gate of the family an HA command is for (see [`ha_family`]).
+fn ha_gate<'a>(
+    ctx: &'a Context,
+    args: &Value,
+) -> Result<&'a crate::engine::ha_gate::HaGate, String> {
+    Ok(match ha_family(ctx, args)? {
+        6 => &ctx.shared.gate6,
+        _ => &ctx.shared.gate4,
+    })
+}
+
 fn chrono_like_now() -> String {
     now().to_string()
 }

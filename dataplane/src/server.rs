@@ -98,31 +98,29 @@ pub fn build_shared_with_duid(
         expected_leases: total.min(4 << 20) as usize,
     };
     let store = Arc::new(LeaseStore::new(pools, &sizing));
-    // The HA gate follows the family that configures HA (Dhcp4 first when both do).
-    let gate = match (&cfg.dhcp4, &cfg.dhcp6) {
-        (Some(d4), _) if !d4.high_availability.is_empty() => {
-            let subnets: Vec<_> = d4
-                .subnets
-                .iter()
-                .map(|s| (s.id, s.ha_server_name.clone()))
-                .collect();
-            HaGate::new(&d4.high_availability, &subnets)
-        }
-        (_, Some(d6)) if !d6.high_availability.is_empty() => {
-            let subnets: Vec<_> = d6
-                .subnets
-                .iter()
-                .map(|s| (s.id, s.ha_server_name.clone()))
-                .collect();
-            HaGate::new(&d6.high_availability, &subnets)
-        }
-        _ => HaGate::standalone(),
-    };
+    // One HA gate per family, each from its own section's relationships (standalone without).
+    let gate4 = cfg.dhcp4.as_ref().map_or_else(HaGate::standalone, |d4| {
+        let subnets: Vec<_> = d4
+            .subnets
+            .iter()
+            .map(|s| (s.id, s.ha_server_name.clone()))
+            .collect();
+        HaGate::new(&d4.high_availability, &subnets)
+    });
+    let gate6 = cfg.dhcp6.as_ref().map_or_else(HaGate::standalone, |d6| {
+        let subnets: Vec<_> = d6
+            .subnets
+            .iter()
+            .map(|s| (s.id, s.ha_server_name.clone()))
+            .collect();
+        HaGate::new(&d6.high_availability, &subnets)
+    });
     Ok(Shared {
         rt4,
         rt6,
         store,
-        gate,
+        gate4,
+        gate6,
         stats: Default::default(),
         enabled: AtomicBool::new(true),
         interfaces,
@@ -597,7 +595,8 @@ pub fn reload(
         .map_err(|e| format!("{e:#}"))?;
     let old = current.load_full();
     new.stats.adopt(&old.stats);
-    new.gate.adopt(&old.gate);
+    new.gate4.adopt(&old.gate4);
+    new.gate6.adopt(&old.gate6);
     new.enabled
         .store(old.enabled.load(Ordering::Relaxed), Ordering::Relaxed);
     // Quiesce: workers see `retired` on their next frame and drop it (counted) until they pick

@@ -1412,3 +1412,83 @@ fn client_classes_steer_subnets_and_pools_and_rank_options_as_kea_does() {
     );
     assert_eq!(h.drops(DropReason::NoSubnet), 1);
 }
+
+#[test]
+fn dual_stack_ha_gates_each_family_for_its_own_control_process() {
+    use serde_json::json;
+    let ha = |port: u16| {
+        format!(
+            r#""hooks-libraries": [ {{ "library": "libdhcp_ha.so", "parameters": {{ "high-availability": [ {{
+                "this-server-name": "server1", "mode": "hot-standby",
+                "peers": [ {{ "name": "server1", "url": "http://192.0.2.1:{port}/", "role": "primary" }},
+                           {{ "name": "server2", "url": "http://192.0.2.2:{port}/", "role": "standby" }} ] }} ] }} }} ],"#
+        )
+    };
+    let json = config("").replace(
+        r#"{ "Dhcp6": {"#,
+        &format!(
+            r#"{{ "Dhcp4": {{ "interfaces-config": {{ "interfaces": ["test0"] }}, {}
+              "subnet4": [ {{ "id": 1, "subnet": "192.0.2.0/24", "interface": "test0",
+                             "pools": [ {{ "pool": "192.0.2.10 - 192.0.2.19" }} ] }} ] }},
+           "Dhcp6": {{ {}"#,
+            ha(8001),
+            ha(8002)
+        ),
+    );
+    let mut h = Harness::new(&json);
+    let ctx = control(&h);
+    let solicit_once = |h: &mut Harness, n: u8| {
+        h.send(
+            &solicit(n.into(), &duid(n)).ia_na(1, &[]).build(),
+            Via::Direct,
+        )
+    };
+    let serving = |family: u8, enabled: bool| {
+        command(
+            &ctx,
+            "xdhcp-ha-serving",
+            json!({ "family": family, "relationships": [
+                { "this-server-name": "server1", "enabled": enabled, "scopes": ["server1"] } ] }),
+        )
+    };
+    // Kea starts in waiting with DHCP off: nothing is answered until control enables the family.
+    assert!(solicit_once(&mut h, 70).is_none());
+    assert_eq!(serving(4, true)["result"], 0);
+    assert!(
+        solicit_once(&mut h, 71).is_none(),
+        "enabling DHCPv4's relationship does not serve DHCPv6"
+    );
+    assert_eq!(serving(6, true)["result"], 0);
+    assert!(solicit_once(&mut h, 72).is_some());
+    assert_eq!(serving(4, false)["result"], 0);
+    assert!(
+        solicit_once(&mut h, 73).is_some(),
+        "disabling DHCPv4 leaves DHCPv6 serving"
+    );
+    assert_eq!(serving(7, true)["result"], 1, "family must be 4 or 6");
+
+    // Each family's partner-free switch reaches that family's pools only (v6: addresses and prefixes).
+    let policy = |family: u8| {
+        command(
+            &ctx,
+            "xdhcp-alloc-policy",
+            json!({ "family": family, "relationship": "server1", "partner-free": true }),
+        )
+    };
+    let r4 = policy(4);
+    let r6 = policy(6);
+    assert_eq!(
+        (r4["result"].clone(), r6["result"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(r4["text"], "partner-free=true on 1 pool(s)");
+    // config(""): subnet 1 of Dhcp6 holds one address pool and one pd-pool; the other subnets
+    // belong to the same single relationship too (untagged).
+    assert_eq!(r6["text"], "partner-free=true on 6 pool(s)");
+    // Observations are per family as well.
+    let obs = command(&ctx, "xdhcp-ha-observations", json!({ "family": 6 }));
+    assert_eq!(
+        obs["arguments"]["relationships"][0]["this-server-name"],
+        "server1"
+    );
+}

@@ -237,10 +237,10 @@ ha_wait_sock() {
 # ha_kill SIDE: kill -9 every process of the side (a crash: no clean-up runs).
 ha_kill() {
     local side="$1" n
-    for n in "$side-kea" "$side-dp" "$side-ctl"; do
+    for n in "$side-kea" "$side-dp" "$side-ctl" "$side-ctl6"; do
         if lab_alive "$n"; then lab_signal "$n" KILL; fi
     done
-    for n in "$side-kea" "$side-dp" "$side-ctl"; do
+    for n in "$side-kea" "$side-dp" "$side-ctl" "$side-ctl6"; do
         [[ -e "$LAB_DIR/pids/$n.pid" ]] && { lab_wait_exit "$n" 10 || true; }
     done
     return 0
@@ -249,7 +249,56 @@ ha_kill() {
 # ha_stop SIDE: orderly stop (SIGTERM).
 ha_stop() {
     local n
-    for n in "$1-ctl" "$1-dp" "$1-kea"; do lab_stop "$n" || true; done
+    for n in "$1-ctl6" "$1-ctl" "$1-dp" "$1-kea"; do lab_stop "$n" || true; done
+}
+
+# ha_ip6_up NS IFACE ADDR/LEN: a global IPv6 address without DAD, then wait for the link-local one
+# (kea-dhcp6 and perfdhcp bind it, which fails while it is tentative).
+ha_ip6_up() {
+    local ns="$1" ifc="$2" addr="$3" i
+    timeout 10 ip -n "$ns" addr add "$addr" dev "$ifc" nodad
+    for ((i = 0; i < 100; i++)); do
+        if timeout 5 ip -n "$ns" -6 addr show dev "$ifc" scope link | grep -q inet6 &&
+            ! timeout 5 ip -n "$ns" -6 addr show dev "$ifc" tentative | grep -q inet6; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    xd_die "$ns/$ifc: IPv6 link-local address still tentative after 10 s"
+}
+
+# leases6 SIDE TYPE OUT [SOCK]: "address duid" of the side's assigned leases of TYPE (lease6-get-all).
+leases6() {
+    local r res
+    r="$(ha_cmd_sock "${4:-$(ha_sock "$1")}" '{"command":"lease6-get-all"}')" || xd_die "lease6-get-all on $1: no answer"
+    res="$(jq -r .result <<<"$r")"
+    if [[ "$res" == 3 ]]; then : >"$3"; return 0; fi
+    [[ "$res" == 0 ]] || xd_die "lease6-get-all on $1: $(head -c 300 <<<"$r")"
+    jq -r --arg t "$2" '.arguments.leases[] | select(.state == 0 and .type == $t) | "\(.["ip-address"]) \(.duid | ascii_downcase)"' \
+        <<<"$r" | sort >"$3"
+}
+
+# sample6 FROM TO TYPE N: N random leases of TYPE held by FROM must be on TO (lease6-get by address and
+# type) with the same DUID. Sets SAMPLE_NOTE; returns 1 when any is missing or FROM holds none.
+sample6() {
+    local from="$1" to="$2" type="$3" n="$4" total miss=0 checked=0 addr duid r got
+    leases6 "$from" "$type" "$LAB_DIR/s6-$from-$type.txt"
+    total=$(wc -l <"$LAB_DIR/s6-$from-$type.txt")
+    SAMPLE_NOTE="$from holds no $type lease"
+    ((total > 0)) || return 1
+    while read -r addr duid; do
+        checked=$((checked + 1))
+        r="$(ha_cmd "$to" '{"command":"lease6-get","arguments":{"ip-address":"'"$addr"'","type":"'"$type"'"}}')" ||
+            { miss=$((miss + 1)); continue; }
+        got="$(jq -r 'if .result == 0 then .arguments.duid | ascii_downcase else "none (result \(.result))" end' <<<"$r")"
+        if [[ "$got" != "$duid" ]]; then
+            miss=$((miss + 1))
+            ((miss <= 3)) && xd_log "sample: $type $addr ($duid) of $from: on $to it is '$got'"
+        fi
+    done < <(shuf -n "$n" --random-source=<(yes) "$LAB_DIR/s6-$from-$type.txt")
+    SAMPLE_NOTE="$((checked - miss))/$checked sampled of $total $type leases of $from found on $to"
+    xd_log "sample: $SAMPLE_NOTE"
+    ((miss == 0))
 }
 
 # ha_cmd_sock SOCK JSON: one command on a UNIX control socket; prints the answer as one map.
@@ -261,10 +310,11 @@ ha_cmd_sock() {
 }
 ha_cmd() { ha_cmd_sock "$(ha_sock "$1")" "$2"; }
 
-# ha_state SIDE: "state in-touch" from the side's status-get (Kea's shape, for both kinds).
+# ha_state SIDE [SOCK]: "state in-touch" from the side's status-get (Kea's shape, for both kinds), or from
+# the status-get of SOCK.
 ha_state() {
     local r
-    r="$(ha_cmd_sock "$(ha_status_sock "$1")" '{"command":"status-get"}' 2>/dev/null)" || { echo "down -"; return 0; }
+    r="$(ha_cmd_sock "${2:-$(ha_status_sock "$1")}" '{"command":"status-get"}' 2>/dev/null)" || { echo "down -"; return 0; }
     jq -r '.arguments["high-availability"][0]["ha-servers"] | "\(.local.state // "?") \(if .remote == null then "?" else .remote["in-touch"] end)"' \
         <<<"$r" 2>/dev/null || echo "? ?"
 }

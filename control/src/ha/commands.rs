@@ -38,6 +38,14 @@ pub enum Family {
 }
 
 impl Family {
+    /// 4 or 6, as the dataplane's HA commands name the family.
+    pub fn number(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+
     pub fn service(self) -> &'static str {
         match self {
             Family::V4 => "dhcp4",

@@ -94,7 +94,11 @@ pub struct Shared {
     pub rt4: Option<runtime4::Runtime4>,
     pub rt6: Option<runtime6::Runtime6>,
     pub store: Arc<LeaseStore>,
-    pub gate: ha_gate::HaGate,
+    /// What HA lets this server answer, per family: Kea runs one HA service per daemon, so a
+    /// dual-stack config has a DHCPv4 and a DHCPv6 relationship set, each driven by its own
+    /// control process (`xdhcp-control --family 4|6`).
+    pub gate4: ha_gate::HaGate,
+    pub gate6: ha_gate::HaGate,
     pub stats: stats::Stats,
     /// `dhcp-disable`: when false nothing is answered (counted as `Disabled`).
     pub enabled: AtomicBool,

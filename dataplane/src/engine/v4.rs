@@ -253,7 +253,7 @@ fn handle_msg(
     );
     let lb_key = msg.client_id().unwrap_or(msg.chaddr());
     if !shared
-        .gate
+        .gate4
         .serve(subnet.cfg.id, lb_key, balanced, msg.secs())
     {
         return Err(DropReason::NotServing);

@@ -203,7 +203,7 @@ fn handle_msg(
     };
     let subnet_id = rt.subnets[si].cfg.id;
     let balanced = !matches!(mt, M::InformationRequest);
-    if !shared.gate.serve(
+    if !shared.gate6.serve(
         subnet_id,
         duid.unwrap_or(&[]),
         balanced,
