@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod csv;
 pub mod journal;
 pub mod json;
+pub mod slots;
 pub mod store;
 pub mod types;
 

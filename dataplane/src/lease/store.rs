@@ -1,9 +1,11 @@
 //! The sharded in-memory lease store.
 //!
-//! Two indexes, each split into shards behind their own small locks (no global lock):
-//! - by address: `addr → lease`, sharded by a hash of the address. This index is the truth: an
-//!   address is leased to at most one client because every claim checks and writes it under the
-//!   shard lock.
+//! Two indexes, each split behind many small locks (no global lock):
+//! - by address: `addr → lease`. This index is the truth: an address is leased to at most one
+//!   client because every claim checks and writes it under the address's lock. DHCPv4 addresses
+//!   of dense pools live in per-pool slot tables ([`Slots4`]: one cache line per address, found
+//!   by its offset in the pool, locked per address); other v4 addresses and all v6 leases live in
+//!   hash maps sharded by a hash of the address.
 //! - by client: `(subnet, client key) → address`, sharded by a hash of the client key. Entries may
 //!   go stale (the address was reclaimed and reused by someone else); lookups validate against
 //!   the address index, so staleness is harmless.
@@ -14,12 +16,18 @@
 //! allocate while the store stays within them.
 
 use super::alloc::PoolAlloc;
+use super::slots::{
+    encode_state, Hot4, SlotGuard, Slots4, CID_INLINE, F_CID_COLD, F_COLD, F_FQDN_FWD, F_FQDN_REV,
+    F_HOST,
+};
 use super::types::*;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -148,7 +156,14 @@ type Shard<K, V> = CachePadded<Mutex<HashMap<K, V, Hasher>>>;
 pub struct LeaseStore {
     hasher: Hasher,
     shard_mask: usize,
+    /// v4 leases outside dense pools (reservations outside pools, sparse pools, imports).
     addrs4: Box<[Shard<u32, Lease4>]>,
+    /// Per pool: the slot table of a dense v4 pool, else `None`.
+    slots4: Vec<Option<Slots4>>,
+    /// Out-of-line fields of slot-held leases (long client ids, hostnames), by address.
+    cold4: Box<[Shard<u32, Cold4>]>,
+    /// Dense v4 pools for the reclaimer: (pool, cumulative end in blocks of [`RECLAIM_BLOCK`]).
+    reclaim_blocks4: Vec<(usize, usize)>,
     addrs6: Box<[Shard<(u128, Lease6Type), Lease6>]>,
     clients: Box<[Shard<ClientKey, u128>]>,
     pools: Vec<PoolInfo>,
@@ -177,8 +192,27 @@ impl LeaseStore {
         let per_shard = sizing.expected_leases / shards + 16;
         let mut pools_by_first: Vec<usize> = (0..pools.len()).collect();
         pools_by_first.sort_by_key(|&i| pools[i].first);
+        let slots4: Vec<Option<Slots4>> = pools
+            .iter()
+            .map(|p| {
+                (p.v6_type.is_none() && p.alloc.is_dense())
+                    .then(|| Slots4::new(p.alloc.units() as usize))
+            })
+            .collect();
+        let mut reclaim_blocks4 = Vec::new();
+        let mut end = 0;
+        for (p, s) in slots4.iter().enumerate() {
+            if let Some(s) = s {
+                end += s.len().div_ceil(RECLAIM_BLOCK);
+                reclaim_blocks4.push((p, end));
+            }
+        }
         LeaseStore {
-            addrs4: new_shards(shards, per_shard, &hasher),
+            // Dense pools hold their leases in slots: the map only takes what falls outside.
+            addrs4: new_shards(shards, 64, &hasher),
+            slots4,
+            cold4: new_shards(shards, 16, &hasher),
+            reclaim_blocks4,
             addrs6: new_shards(shards, 16, &hasher),
             clients: new_shards(shards, per_shard, &hasher),
             hasher,
@@ -214,28 +248,55 @@ impl LeaseStore {
     // DHCPv4
     // ------------------------------------------------------------------------------------------
 
+    /// Lock the record of `a`: its pool slot when a dense pool holds it, else its map shard.
+    fn lock4(&self, a: u32) -> Locked4<'_> {
+        if let Some(p) = self.pool_of(u128::from(a), None) {
+            if let Some(slots) = &self.slots4[p] {
+                let unit = self.pools[p].unit_of(u128::from(a)) as usize;
+                return self.lock_slot4(p, slots, unit, a);
+            }
+        }
+        Locked4::Map {
+            a,
+            g: self.addrs4[self.shard_of(&a)].lock(),
+        }
+    }
+
+    #[inline]
+    fn lock_slot4<'s>(&'s self, p: usize, slots: &'s Slots4, unit: usize, a: u32) -> Locked4<'s> {
+        Locked4::Slot {
+            store: self,
+            a,
+            p,
+            unit,
+            slots,
+            g: slots.lock(unit),
+        }
+    }
+
     pub fn get_by_addr4(&self, addr: Ipv4Addr) -> Option<Lease4> {
-        let a = u32::from(addr);
-        self.addrs4[self.shard_of(&a)].lock().get(&a).cloned()
+        self.lock4(u32::from(addr)).get()
     }
 
     /// The lease recorded for this client key (any state), validated against the address index.
     pub fn get_by_client4(&self, key: &ClientKey) -> Option<Lease4> {
         let addr = *self.clients[self.shard_of(key)].lock().get(key)?;
-        let lease = self.get_by_addr4(Ipv4Addr::from(addr as u32))?;
-        key.matches4(&lease).then_some(lease)
+        let l = self.lock4(addr as u32);
+        if !l.matches(key) {
+            return None;
+        }
+        l.get()
     }
 
-    /// Whether `addr` can be given to `key` now: free, expired, reclaimed, or already theirs.
-    fn claimable4(existing: Option<&Lease4>, key: &ClientKey, now: u64) -> bool {
-        match existing {
-            None => true,
-            Some(l) if key.matches4(l) => true,
-            Some(l) => match l.state {
-                LeaseState::ExpiredReclaimed => true,
-                LeaseState::Assigned | LeaseState::Offered => l.expire() <= now,
-                LeaseState::Declined => l.expire() <= now,
-            },
+    /// Point `key` at `addr` in the client index. A client renewing its own address is already
+    /// there: checked first, so the common case neither clones the key nor rewrites the entry.
+    fn index_client(&self, key: &ClientKey, addr: u128) {
+        let mut c = self.clients[self.shard_of(key)].lock();
+        match c.get_mut(key) {
+            Some(v) => *v = addr,
+            None => {
+                c.insert(key.clone(), addr);
+            }
         }
     }
 
@@ -261,25 +322,20 @@ impl LeaseStore {
         stamp: &dyn Fn() -> u64,
     ) -> Result<(Option<Lease4>, u64), ClaimError> {
         let a = u32::from(lease.addr);
-        let mut shard = self.addrs4[self.shard_of(&a)].lock();
-        let existing = shard.get(&a);
-        if !Self::claimable4(existing, key, now) {
+        let mut l = self.lock4(a);
+        if !l.claimable(key, now) {
             return Err(ClaimError::InUse);
         }
-        let was_free_in_pool =
-            existing.is_none_or(|l| l.state == LeaseState::ExpiredReclaimed || l.expire() <= now);
+        let was_free_in_pool = l
+            .state_expire()
+            .is_none_or(|(st, exp)| st == LeaseState::ExpiredReclaimed || exp <= now);
         if was_free_in_pool {
-            if let Some(p) = self.pool_of(u128::from(a), None) {
-                let pool = &self.pools[p];
-                pool.alloc.take(pool.unit_of(u128::from(a)));
-            }
+            self.take_unit4(&l, a);
         }
-        let prev = shard.insert(a, lease);
+        let prev = l.replace(lease);
         let version = stamp();
-        // Leaf lock taken while holding the address shard: allowed by the lock order.
-        self.clients[self.shard_of(key)]
-            .lock()
-            .insert(key.clone(), u128::from(a));
+        // Leaf lock taken while holding the address: allowed by the lock order.
+        self.index_client(key, u128::from(a));
         Ok((prev, version))
     }
 
@@ -300,17 +356,17 @@ impl LeaseStore {
                 let Some(unit) = pool.alloc.pop(worker) else {
                     break;
                 };
-                let addr = Ipv4Addr::from(pool.addr_of(unit) as u32);
-                let lease = make(addr);
-                let a = u32::from(addr);
-                let mut shard = self.addrs4[self.shard_of(&a)].lock();
-                if !Self::claimable4(shard.get(&a), key, now) {
+                let a = pool.addr_of(unit) as u32;
+                let mut l = match &self.slots4[p] {
+                    Some(slots) => self.lock_slot4(p, slots, unit as usize, a),
+                    None => self.lock4(a),
+                };
+                if !l.claimable(key, now) {
                     continue; // held by someone the bitmap did not know about; leave it taken
                 }
-                shard.insert(a, lease.clone());
-                self.clients[self.shard_of(key)]
-                    .lock()
-                    .insert(key.clone(), u128::from(a));
+                let lease = make(Ipv4Addr::from(a));
+                l.set(&lease);
+                self.index_client(key, u128::from(a));
                 return Ok(lease);
             }
         }
@@ -336,23 +392,39 @@ impl LeaseStore {
         stamp: &dyn Fn() -> u64,
     ) -> Option<(Lease4, u64)> {
         let a = u32::from(addr);
-        let mut shard = self.addrs4[self.shard_of(&a)].lock();
-        let l = shard.get_mut(&a)?;
-        if !key.matches4(l) {
+        let mut l = self.lock4(a);
+        if !l.matches(key) {
             return None;
         }
-        f(l);
-        let out = l.clone();
-        if matches!(out.state, LeaseState::ExpiredReclaimed) {
-            self.free_unit4(a);
+        let mut lease = l.get()?;
+        f(&mut lease);
+        l.set(&lease);
+        if lease.state == LeaseState::ExpiredReclaimed {
+            self.free_unit4(&l, a);
         }
-        Some((out, stamp()))
+        let version = stamp();
+        Some((lease, version))
     }
 
-    fn free_unit4(&self, a: u32) {
-        if let Some(p) = self.pool_of(u128::from(a), None) {
+    /// The pool of a locked address, if any.
+    fn pool_of4(&self, l: &Locked4<'_>, a: u32) -> Option<usize> {
+        match l {
+            Locked4::Slot { p, .. } => Some(*p),
+            Locked4::Map { .. } => self.pool_of(u128::from(a), None),
+        }
+    }
+
+    fn free_unit4(&self, l: &Locked4<'_>, a: u32) {
+        if let Some(p) = self.pool_of4(l, a) {
             let pool = &self.pools[p];
             pool.alloc.put(pool.unit_of(u128::from(a)));
+        }
+    }
+
+    fn take_unit4(&self, l: &Locked4<'_>, a: u32) {
+        if let Some(p) = self.pool_of4(l, a) {
+            let pool = &self.pools[p];
+            pool.alloc.take(pool.unit_of(u128::from(a)));
         }
     }
 
@@ -375,26 +447,19 @@ impl LeaseStore {
         );
         let hw_key = ClientKey::v4(lease.subnet_id, &lease.hwaddr, None, false);
         let held = lease.state != LeaseState::ExpiredReclaimed;
-        let mut shard = self.addrs4[self.shard_of(&a)].lock();
-        if let Some(p) = self.pool_of(u128::from(a), None) {
-            let pool = &self.pools[p];
-            if held {
-                pool.alloc.take(pool.unit_of(u128::from(a)));
-            } else {
-                pool.alloc.put(pool.unit_of(u128::from(a)));
-            }
+        let mut l = self.lock4(a);
+        if held {
+            self.take_unit4(&l, a);
+        } else {
+            self.free_unit4(&l, a);
         }
-        shard.insert(a, lease);
+        l.replace(lease);
         let version = stamp();
         if key.kind == KeyKind::ClientId {
-            self.clients[self.shard_of(&key)]
-                .lock()
-                .insert(key, u128::from(a));
+            self.index_client(&key, u128::from(a));
         }
         if !hw_key.id.is_empty() {
-            self.clients[self.shard_of(&hw_key)]
-                .lock()
-                .insert(hw_key, u128::from(a));
+            self.index_client(&hw_key, u128::from(a));
         }
         version
     }
@@ -411,16 +476,17 @@ impl LeaseStore {
         stamp: &dyn Fn() -> u64,
     ) -> Option<(Lease4, u64)> {
         let a = u32::from(addr);
-        let mut shard = self.addrs4[self.shard_of(&a)].lock();
-        let removed = shard.remove(&a)?;
-        self.free_unit4(a);
+        let mut l = self.lock4(a);
+        let removed = l.remove()?;
+        self.free_unit4(&l, a);
         Some((removed, stamp()))
     }
 
-    /// Reclaim up to `max` expired leases, scanning shards from `cursor` (updated). Expired
-    /// assigned leases become `ExpiredReclaimed` (kept for address affinity), expired offers and
-    /// declined addresses past probation are removed. Reports every change through `on_change`
-    /// so the caller can journal it (offers are never journaled and are not reported).
+    /// Reclaim up to `max` expired leases, scanning from `cursor` (updated): first the map
+    /// shards, then each dense pool in blocks of [`RECLAIM_BLOCK`] addresses. Expired assigned
+    /// leases become `ExpiredReclaimed` (kept for address affinity), expired offers and declined
+    /// addresses past probation are removed. Reports every change through `on_change` so the
+    /// caller can journal it (offers are never journaled and are not reported).
     pub fn reclaim4(
         &self,
         now: u64,
@@ -428,60 +494,161 @@ impl LeaseStore {
         cursor: &mut usize,
         on_change: &mut dyn FnMut(LeaseChange),
     ) -> usize {
+        let nmap = self.addrs4.len();
+        let total = nmap + self.reclaim_blocks4.last().map_or(0, |&(_, end)| end);
         let mut done = 0;
-        let n = self.addrs4.len();
-        for step in 0..n {
+        // The cursor is read once: it names where this call starts, and is left at the last
+        // position visited (re-visited first next time, in case `max` cut it short).
+        let start = *cursor;
+        for step in 0..total {
             if done >= max {
                 break;
             }
-            let si = (*cursor + step) % n;
-            let mut shard = self.addrs4[si].lock();
-            let mut to_remove: smallvec::SmallVec<[u32; 16]> = smallvec::SmallVec::new();
-            for (a, l) in shard.iter_mut() {
-                if done >= max {
-                    break;
-                }
-                if l.expire() > now || l.state == LeaseState::ExpiredReclaimed {
-                    continue;
-                }
-                match l.state {
-                    LeaseState::Assigned => {
-                        l.state = LeaseState::ExpiredReclaimed;
-                        on_change(LeaseChange::Put4(l.clone()));
-                        self.free_unit4(*a);
-                    }
-                    LeaseState::Offered => to_remove.push(*a),
-                    LeaseState::Declined => {
-                        on_change(LeaseChange::Del4(l.addr));
-                        to_remove.push(*a);
-                    }
-                    LeaseState::ExpiredReclaimed => {}
-                }
-                done += 1;
-                if to_remove.len() == to_remove.inline_size() {
-                    break;
-                }
+            let pos = (start + step) % total;
+            if pos < nmap {
+                done += self.reclaim_shard(&self.addrs4[pos], now, max - done, on_change);
+            } else {
+                // Which dense pool, and which block of it.
+                let i = self
+                    .reclaim_blocks4
+                    .partition_point(|&(_, end)| end <= pos - nmap);
+                let (p, end) = self.reclaim_blocks4[i];
+                let start = if i == 0 {
+                    0
+                } else {
+                    self.reclaim_blocks4[i - 1].1
+                };
+                let block = pos - nmap - start;
+                debug_assert!(pos - nmap < end);
+                done += self.reclaim_slots4(p, block, now, max - done, on_change);
             }
-            for a in to_remove {
-                shard.remove(&a);
-                self.free_unit4(a);
-            }
-            *cursor = si;
+            *cursor = pos;
         }
         done
     }
 
-    /// Visit every v4 lease (control API, export, compaction checks). Holds one shard at a time.
+    /// [`reclaim4`](Self::reclaim4) over one block of a dense pool.
+    fn reclaim_slots4(
+        &self,
+        p: usize,
+        block: usize,
+        now: u64,
+        max: usize,
+        on_change: &mut dyn FnMut(LeaseChange),
+    ) -> usize {
+        let Some(slots) = &self.slots4[p] else {
+            return 0;
+        };
+        let words = RECLAIM_BLOCK / 64;
+        let mut done = 0;
+        for wi in block * words..((block + 1) * words).min(slots.words()) {
+            let mut w = slots.occupied_word(wi);
+            while w != 0 && done < max {
+                let unit = wi * 64 + w.trailing_zeros() as usize;
+                w &= w - 1;
+                let a = self.pools[p].addr_of(unit as u64) as u32;
+                let mut l = self.lock_slot4(p, slots, unit, a);
+                let Some((state, expire)) = l.state_expire() else {
+                    continue;
+                };
+                match reclaim_action(state, expire, now) {
+                    Reclaim::Keep => continue,
+                    Reclaim::MarkReclaimed => {
+                        if let Some(mut lease) = l.get() {
+                            lease.state = LeaseState::ExpiredReclaimed;
+                            l.set(&lease);
+                            on_change(LeaseChange::Put4(lease));
+                        }
+                    }
+                    Reclaim::Remove { report } => {
+                        if let Some(lease) = l.remove() {
+                            if report {
+                                on_change(LeaseChange::Del4(lease.addr));
+                            }
+                        }
+                    }
+                }
+                self.free_unit4(&l, a);
+                done += 1;
+            }
+            if done >= max {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Visit every v4 lease (control API, export, compaction checks). Holds one lock at a time.
     pub fn for_each4(&self, f: &mut dyn FnMut(&Lease4)) {
         for s in self.addrs4.iter() {
             for l in s.lock().values() {
                 f(l);
             }
         }
+        for (p, slots) in self.slots4.iter().enumerate() {
+            let Some(slots) = slots else { continue };
+            for wi in 0..slots.words() {
+                let mut w = slots.occupied_word(wi);
+                while w != 0 {
+                    let unit = wi * 64 + w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    let a = self.pools[p].addr_of(unit as u64) as u32;
+                    let lease = self.lock_slot4(p, slots, unit, a).get();
+                    if let Some(lease) = lease {
+                        f(&lease);
+                    }
+                }
+            }
+        }
     }
 
     pub fn count4(&self) -> usize {
-        self.addrs4.iter().map(|s| s.lock().len()).sum()
+        self.addrs4.iter().map(|s| s.lock().len()).sum::<usize>()
+            + self
+                .slots4
+                .iter()
+                .flatten()
+                .map(|s| s.count())
+                .sum::<usize>()
+    }
+
+    /// Reclaim expired records of one map shard (v4 outside dense pools, or v6).
+    fn reclaim_shard<R: Record>(
+        &self,
+        shard: &Shard<R::Key, R>,
+        now: u64,
+        max: usize,
+        on_change: &mut dyn FnMut(LeaseChange),
+    ) -> usize {
+        let mut done = 0;
+        let mut shard = shard.lock();
+        // Removals wait until the iteration ends; bounded so a shard never allocates.
+        let mut to_remove: SmallVec<[R::Key; 16]> = SmallVec::new();
+        for (k, l) in shard.iter_mut() {
+            if done >= max || to_remove.len() == to_remove.inline_size() {
+                break;
+            }
+            match reclaim_action(l.state(), l.expire(), now) {
+                Reclaim::Keep => continue,
+                Reclaim::MarkReclaimed => {
+                    l.set_reclaimed();
+                    on_change(l.put_change());
+                    R::free_unit(self, k);
+                }
+                Reclaim::Remove { report } => {
+                    if report {
+                        on_change(l.del_change());
+                    }
+                    to_remove.push(*k);
+                }
+            }
+            done += 1;
+        }
+        for k in to_remove {
+            shard.remove(&k);
+            R::free_unit(self, &k);
+        }
+        done
     }
 
     // ------------------------------------------------------------------------------------------
@@ -536,9 +703,7 @@ impl LeaseStore {
         }
         let prev = shard.insert(k, lease);
         let version = stamp();
-        self.clients[self.shard_of(key)]
-            .lock()
-            .insert(key.clone(), k.0);
+        self.index_client(key, k.0);
         Ok((prev, version))
     }
 
@@ -564,9 +729,7 @@ impl LeaseStore {
                     continue;
                 }
                 shard.insert(k, lease.clone());
-                self.clients[self.shard_of(key)]
-                    .lock()
-                    .insert(key.clone(), k.0);
+                self.index_client(key, k.0);
                 return Ok(lease);
             }
         }
@@ -634,7 +797,7 @@ impl LeaseStore {
         }
         shard.insert(k, lease);
         let version = stamp();
-        self.clients[self.shard_of(&key)].lock().insert(key, k.0);
+        self.index_client(&key, k.0);
         version
     }
 
@@ -656,6 +819,7 @@ impl LeaseStore {
         Some((removed, stamp()))
     }
 
+    /// [`reclaim4`](Self::reclaim4) for DHCPv6 leases (the same rules, one shard per step).
     pub fn reclaim6(
         &self,
         now: u64,
@@ -665,40 +829,13 @@ impl LeaseStore {
     ) -> usize {
         let mut done = 0;
         let n = self.addrs6.len();
+        let start = *cursor;
         for step in 0..n {
             if done >= max {
                 break;
             }
-            let si = (*cursor + step) % n;
-            let mut shard = self.addrs6[si].lock();
-            let mut to_remove: smallvec::SmallVec<[(u128, Lease6Type); 16]> =
-                smallvec::SmallVec::new();
-            for (k, l) in shard.iter_mut() {
-                if done >= max || to_remove.len() == to_remove.inline_size() {
-                    break;
-                }
-                if l.expire() > now || l.state == LeaseState::ExpiredReclaimed {
-                    continue;
-                }
-                match l.state {
-                    LeaseState::Assigned => {
-                        l.state = LeaseState::ExpiredReclaimed;
-                        on_change(LeaseChange::Put6(l.clone()));
-                        self.free_unit6(k.0, k.1);
-                    }
-                    LeaseState::Offered => to_remove.push(*k),
-                    LeaseState::Declined => {
-                        on_change(LeaseChange::Del6(l.addr, l.lease_type));
-                        to_remove.push(*k);
-                    }
-                    LeaseState::ExpiredReclaimed => {}
-                }
-                done += 1;
-            }
-            for k in to_remove {
-                shard.remove(&k);
-                self.free_unit6(k.0, k.1);
-            }
+            let si = (start + step) % n;
+            done += self.reclaim_shard(&self.addrs6[si], now, max - done, on_change);
             *cursor = si;
         }
         done
@@ -726,6 +863,290 @@ impl LeaseStore {
             LeaseChange::Put6(l) => self.put6(l),
             LeaseChange::Del6(a, t) => {
                 self.delete6(a, t);
+            }
+        }
+    }
+}
+
+/// Addresses per step of the v4 reclaimer in a dense pool.
+pub const RECLAIM_BLOCK: usize = 4096;
+
+/// What the reclaimer does with a record.
+enum Reclaim {
+    Keep,
+    /// An expired assigned lease: kept as `ExpiredReclaimed` for address affinity.
+    MarkReclaimed,
+    /// An expired offer (not reported: offers are never journaled) or a declined address past
+    /// probation (reported as a delete).
+    Remove {
+        report: bool,
+    },
+}
+
+fn reclaim_action(state: LeaseState, expire: u64, now: u64) -> Reclaim {
+    if expire > now {
+        return Reclaim::Keep;
+    }
+    match state {
+        LeaseState::ExpiredReclaimed => Reclaim::Keep,
+        LeaseState::Assigned => Reclaim::MarkReclaimed,
+        LeaseState::Offered => Reclaim::Remove { report: false },
+        LeaseState::Declined => Reclaim::Remove { report: true },
+    }
+}
+
+/// A lease type held in map shards, as the shared reclaimer sees it.
+trait Record {
+    type Key: Copy + Eq + Hash;
+    fn state(&self) -> LeaseState;
+    fn expire(&self) -> u64;
+    fn set_reclaimed(&mut self);
+    fn put_change(&self) -> LeaseChange;
+    fn del_change(&self) -> LeaseChange;
+    fn free_unit(store: &LeaseStore, k: &Self::Key);
+}
+
+impl Record for Lease4 {
+    type Key = u32;
+    fn state(&self) -> LeaseState {
+        self.state
+    }
+    fn expire(&self) -> u64 {
+        Lease4::expire(self)
+    }
+    fn set_reclaimed(&mut self) {
+        self.state = LeaseState::ExpiredReclaimed;
+    }
+    fn put_change(&self) -> LeaseChange {
+        LeaseChange::Put4(self.clone())
+    }
+    fn del_change(&self) -> LeaseChange {
+        LeaseChange::Del4(self.addr)
+    }
+    fn free_unit(store: &LeaseStore, a: &u32) {
+        if let Some(p) = store.pool_of(u128::from(*a), None) {
+            let pool = &store.pools[p];
+            pool.alloc.put(pool.unit_of(u128::from(*a)));
+        }
+    }
+}
+
+impl Record for Lease6 {
+    type Key = (u128, Lease6Type);
+    fn state(&self) -> LeaseState {
+        self.state
+    }
+    fn expire(&self) -> u64 {
+        Lease6::expire(self)
+    }
+    fn set_reclaimed(&mut self) {
+        self.state = LeaseState::ExpiredReclaimed;
+    }
+    fn put_change(&self) -> LeaseChange {
+        LeaseChange::Put6(self.clone())
+    }
+    fn del_change(&self) -> LeaseChange {
+        LeaseChange::Del6(self.addr, self.lease_type)
+    }
+    fn free_unit(store: &LeaseStore, k: &(u128, Lease6Type)) {
+        store.free_unit6(k.0, k.1);
+    }
+}
+
+/// Out-of-line fields of a slot-held v4 lease.
+#[derive(Debug, Clone, Default)]
+struct Cold4 {
+    /// Only when longer than `slots::CID_INLINE`.
+    client_id: Option<IdBuf>,
+    hostname: Option<Arc<str>>,
+}
+
+/// A v4 address's record, locked: a dense pool's slot or an entry of a map shard.
+enum Locked4<'a> {
+    Slot {
+        store: &'a LeaseStore,
+        a: u32,
+        p: usize,
+        unit: usize,
+        slots: &'a Slots4,
+        g: SlotGuard<'a>,
+    },
+    Map {
+        a: u32,
+        g: parking_lot::MutexGuard<'a, HashMap<u32, Lease4, Hasher>>,
+    },
+}
+
+impl Locked4<'_> {
+    fn state_expire(&self) -> Option<(LeaseState, u64)> {
+        match self {
+            Locked4::Slot { g, .. } => g.lease_state().map(|s| (s, g.expire())),
+            Locked4::Map { a, g } => g.get(a).map(|l| (l.state, l.expire())),
+        }
+    }
+
+    /// Does the record belong to `key`?
+    fn matches(&self, key: &ClientKey) -> bool {
+        match self {
+            Locked4::Slot { store, a, g, .. } => {
+                if g.state == 0 || g.subnet_id != key.subnet_id {
+                    return false;
+                }
+                match key.kind {
+                    KeyKind::HwAddr => g.hw_slice() == key.id.as_slice(),
+                    KeyKind::ClientId if g.flags & F_CID_COLD != 0 => store.cold4
+                        [store.shard_of(a)]
+                    .lock()
+                    .get(a)
+                    .and_then(|c| c.client_id.as_ref())
+                    .is_some_and(|c| c.as_slice() == key.id.as_slice()),
+                    KeyKind::ClientId => g.cid_inline() == key.id.as_slice(),
+                    KeyKind::Duid => false,
+                }
+            }
+            Locked4::Map { a, g } => g.get(a).is_some_and(|l| key.matches4(l)),
+        }
+    }
+
+    /// Whether the address can be given to `key` now: free, expired, reclaimed, or theirs.
+    fn claimable(&self, key: &ClientKey, now: u64) -> bool {
+        match self.state_expire() {
+            None => true,
+            Some((LeaseState::ExpiredReclaimed, _)) => true,
+            Some((_, expire)) if expire <= now => true,
+            Some(_) => self.matches(key),
+        }
+    }
+
+    /// The lease, if any.
+    fn get(&self) -> Option<Lease4> {
+        match self {
+            Locked4::Slot { store, a, g, .. } => {
+                let state = g.lease_state()?;
+                let cold = if g.flags & F_COLD != 0 {
+                    store.cold4[store.shard_of(a)]
+                        .lock()
+                        .get(a)
+                        .cloned()
+                        .unwrap_or_default()
+                } else {
+                    Cold4::default()
+                };
+                Some(Lease4 {
+                    addr: Ipv4Addr::from(*a),
+                    hwaddr: g.hwaddr(),
+                    client_id: cold
+                        .client_id
+                        .unwrap_or_else(|| IdBuf::from_slice(g.cid_inline())),
+                    subnet_id: g.subnet_id,
+                    cltt: g.cltt(),
+                    valid_lft: g.valid_lft,
+                    state,
+                    fqdn_fwd: g.flags & F_FQDN_FWD != 0,
+                    fqdn_rev: g.flags & F_FQDN_REV != 0,
+                    hostname: cold.hostname,
+                })
+            }
+            Locked4::Map { a, g } => g.get(a).cloned(),
+        }
+    }
+
+    /// Store `l` (whose address is this record's).
+    fn set(&mut self, l: &Lease4) {
+        match self {
+            Locked4::Slot {
+                store,
+                a,
+                unit,
+                slots,
+                g,
+                ..
+            } => {
+                let long_cid = l.client_id.len() > CID_INLINE;
+                let mut flags = 0;
+                if l.fqdn_fwd {
+                    flags |= F_FQDN_FWD;
+                }
+                if l.fqdn_rev {
+                    flags |= F_FQDN_REV;
+                }
+                if long_cid {
+                    flags |= F_CID_COLD;
+                }
+                if l.hostname.is_some() {
+                    flags |= F_HOST;
+                }
+                if (flags | g.flags) & F_COLD != 0 {
+                    let mut cold = store.cold4[store.shard_of(a)].lock();
+                    if flags & F_COLD != 0 {
+                        cold.insert(
+                            *a,
+                            Cold4 {
+                                client_id: long_cid.then(|| l.client_id.clone()),
+                                hostname: l.hostname.clone(),
+                            },
+                        );
+                    } else {
+                        cold.remove(a);
+                    }
+                }
+                let h: &mut Hot4 = g;
+                h.state = encode_state(l.state);
+                h.flags = flags;
+                h.hw_type = l.hwaddr.htype;
+                h.hw_len = l.hwaddr.len;
+                h.hw = l.hwaddr.bytes;
+                h.subnet_id = l.subnet_id;
+                h.valid_lft = l.valid_lft;
+                h.set_cltt(l.cltt);
+                h.cid = [0; CID_INLINE];
+                if long_cid {
+                    h.cid_len = 0;
+                } else {
+                    h.cid_len = l.client_id.len() as u8;
+                    h.cid[..l.client_id.len()].copy_from_slice(&l.client_id);
+                }
+                slots.set_occupied(*unit, true);
+            }
+            Locked4::Map { a, g } => {
+                g.insert(*a, l.clone());
+            }
+        }
+    }
+
+    /// Store `l`, returning what was there.
+    fn replace(&mut self, l: Lease4) -> Option<Lease4> {
+        match self {
+            Locked4::Map { a, g } => g.insert(*a, l),
+            Locked4::Slot { .. } => {
+                let prev = self.get();
+                self.set(&l);
+                prev
+            }
+        }
+    }
+
+    /// Remove the lease, returning it.
+    fn remove(&mut self) -> Option<Lease4> {
+        match self {
+            Locked4::Map { a, g } => g.remove(a),
+            Locked4::Slot {
+                store,
+                a,
+                unit,
+                slots,
+                ..
+            } => {
+                let (store, a, unit, slots) = (*store, *a, *unit, *slots);
+                let prev = self.get()?;
+                if let Locked4::Slot { g, .. } = self {
+                    if g.flags & F_COLD != 0 {
+                        store.cold4[store.shard_of(&a)].lock().remove(&a);
+                    }
+                    **g = Hot4::default();
+                }
+                slots.set_occupied(unit, false);
+                Some(prev)
             }
         }
     }
@@ -881,5 +1302,75 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), n);
         assert_eq!(s.count4(), 20_000);
+    }
+
+    #[test]
+    fn slot_leases_keep_every_field_including_long_ones() {
+        let s = store(Ipv4Addr::new(10, 0, 0, 0), 100);
+        let now = 1000;
+        let short = Lease4 {
+            client_id: IdBuf::from_slice(&[1, 2, 0, 0, 0, 0, 7]),
+            fqdn_fwd: true,
+            ..lease(Ipv4Addr::new(10, 0, 0, 1), 1, now)
+        };
+        let long = Lease4 {
+            client_id: IdBuf::from_slice(&[0xff; 40]),
+            hostname: Some(Arc::from("host-a.example.org")),
+            fqdn_rev: true,
+            state: LeaseState::Declined,
+            cltt: u64::from(u32::MAX) + 5,
+            ..lease(Ipv4Addr::new(10, 0, 0, 2), 2, now)
+        };
+        let outside = lease(Ipv4Addr::new(192, 0, 2, 9), 3, now);
+        for l in [&short, &long, &outside] {
+            s.put4(l.clone());
+            assert_eq!(s.get_by_addr4(l.addr).as_ref(), Some(l));
+        }
+        assert_eq!(s.count4(), 3);
+        let mut seen = Vec::new();
+        s.for_each4(&mut |l| seen.push(l.clone()));
+        seen.sort_by_key(|l| l.addr);
+        assert_eq!(seen, vec![short.clone(), long.clone(), outside.clone()]);
+        // The long client id is what the client index matches on.
+        let k = ClientKey::v4(1, &long.hwaddr, Some(&long.client_id), true);
+        assert_eq!(s.get_by_client4(&k).as_ref(), Some(&long));
+        // Replacing a long record with a short one drops the out-of-line part.
+        let shorter = Lease4 {
+            client_id: IdBuf::new(),
+            hostname: None,
+            ..long.clone()
+        };
+        s.put4(shorter.clone());
+        assert_eq!(s.get_by_addr4(long.addr), Some(shorter));
+        assert_eq!(s.delete4(long.addr).map(|l| l.addr), Some(long.addr));
+        assert_eq!(s.get_by_addr4(long.addr), None);
+        assert_eq!(s.count4(), 2);
+    }
+
+    #[test]
+    fn the_reclaimer_visits_every_part_of_the_store_in_turn() {
+        // 3 addresses in a dense pool, one outside any pool; reclaiming one at a time must reach
+        // all four, wherever the cursor starts.
+        let s = store(Ipv4Addr::new(10, 0, 0, 0), 3);
+        for (i, a) in [[10, 0, 0, 0], [10, 0, 0, 1], [10, 0, 0, 2], [192, 0, 2, 1]]
+            .into_iter()
+            .enumerate()
+        {
+            s.put4(lease(Ipv4Addr::from(a), i as u8, 1000));
+        }
+        let mut cursor = 5;
+        let mut changes = Vec::new();
+        for _ in 0..4 {
+            assert_eq!(
+                s.reclaim4(2000, 1, &mut cursor, &mut |c| changes.push(c)),
+                1
+            );
+        }
+        assert_eq!(
+            s.reclaim4(2000, 10, &mut cursor, &mut |c| changes.push(c)),
+            0
+        );
+        assert_eq!(changes.len(), 4);
+        assert_eq!(s.pools()[0].alloc.free(), 3);
     }
 }
