@@ -13,6 +13,9 @@
 # and, on the xdhcp listener (the HA peer URL is also the control API):
 #   api        status-get over https with a client certificate from the CA answers result 0
 #   refused    no client certificate, a client certificate from the rogue CA, and plain HTTP are refused
+#   agent      a Control-agent map (Kea's kea-ctrl-agent.conf keys) in the xdhcp side's config gives
+#              xdhcp-control a second API listener with its own TLS (cert-required) and basic auth:
+#              certificate + user answers, a wrong password gets 401, no certificate is refused
 # Prints a PASS/FAIL table; exits 0 only if every check passed.
 #
 # Usage: tests-lab/ha-tls.sh [SCENARIO...]   (default: all three)
@@ -60,6 +63,48 @@ make_pki() {
     leaf intruder 10.64.0.2 rogue
     "${o[@]}" verify -CAfile "$PKI/ca.pem" "$PKI/server1.pem" "$PKI/server2.pem" >/dev/null ||
         xd_die "openssl made certificates that do not verify"
+}
+
+# agent_config SIDE: add a Control-agent map to the side's config (xdhcp-control reads it from the same file):
+# an API listener of its own on port $AGENT_PORT with TLS (the side's certificate, client certificates
+# required) and a basic-auth user.
+AGENT_PORT=8443
+agent_config() {
+    local side="$1" f="$LAB_DIR/$1/config.json" me
+    me="$(ha_name "$side")"
+    jq --arg ip "$(ha_ip "$side")" --argjson port "$AGENT_PORT" --arg ca "$PKI/ca.pem" \
+        --arg cert "$PKI/$me.pem" --arg key "$PKI/$me.key" '
+        .["Control-agent"] = {"http-host": $ip, "http-port": $port, "trust-anchor": $ca, "cert-file": $cert,
+            "key-file": $key, "cert-required": true,
+            "authentication": {"type": "basic", "realm": "xdhcp-lab", "clients": [{"user": "admin", "password": "s3cret"}]}}' \
+        "$f" >"$f.new"
+    mv "$f.new" "$f"
+}
+
+# check_agent SIDE SC: the Control-agent listener answers with certificate and user, and refuses a wrong
+# password (HTTP 401) and a client without certificate.
+check_agent() {
+    local side="$1" sc="$2" url out code notes=() ok=1
+    url="https://$(ha_ip "$side"):$AGENT_PORT/"
+    local c=(lab_exec cli 20 curl -sS --max-time 10 --cacert "$PKI/ca.pem" -H 'Content-Type: application/json'
+        -d '{"command":"status-get"}')
+    out="$("${c[@]}" --cert "$PKI/operator.pem" --key "$PKI/operator.key" -u admin:s3cret "$url" 2>&1)" || true
+    if [[ "$(jq -r '.[0].result' <<<"$out" 2>/dev/null)" == 0 ]]; then
+        notes+=("certificate+user: result 0")
+    else
+        ok=0
+        notes+=("certificate+user: ${out:0:100}")
+    fi
+    code="$("${c[@]}" --cert "$PKI/operator.pem" --key "$PKI/operator.key" -u admin:wrong -o /dev/null -w '%{http_code}' "$url" 2>&1)" || true
+    if [[ "$code" == 401 ]]; then notes+=("wrong password: 401"); else ok=0; notes+=("wrong password: $code"); fi
+    if out="$("${c[@]}" -u admin:s3cret "$url" 2>&1)"; then
+        ok=0
+        notes+=("no client cert: ANSWERED ${out:0:60}")
+    else
+        notes+=("no client cert: refused")
+    fi
+    ((ok)) && RES[$sc.agent]=PASS
+    NOTE[$sc.agent]="Control-agent listener :$AGENT_PORT: ${notes[*]}"
 }
 
 # tls_config SIDE SCHEME: add TLS to the side's config written by ha_write_config: the CA as trust
@@ -121,7 +166,7 @@ check_listener() {
 
 declare -A RES=()
 declare -A NOTE=()
-CHECKS=(normal replicate api refused)
+CHECKS=(normal replicate api refused agent)
 
 run_scenario() {
     local sc="$1" ka="$2" kb="$3" scheme="$4" c t acks
@@ -135,6 +180,10 @@ run_scenario() {
     ha_write_config b "$kb" hot-standby
     tls_config a "$scheme"
     tls_config b "$scheme"
+    local x=""
+    [[ "$ka" == xdhcp ]] && x=a
+    [[ -z "$x" && "$kb" == xdhcp ]] && x=b
+    agent_config "$x"
     ha_start a
     ha_start b
 
@@ -147,10 +196,8 @@ run_scenario() {
         xd_log "$sc: normal state not reached: $HA_LAST"
     fi
 
-    local x=""
-    [[ "$ka" == xdhcp ]] && x=a
-    [[ -z "$x" && "$kb" == xdhcp ]] && x=b
     check_listener "$x" "$sc"
+    check_agent "$x" "$sc"
     [[ "${RES[$sc.normal]}" == PASS ]] || return 0
 
     acks="$(lab_exec cli 40 perfdhcp -4 -l xd-c0 -r "$RATE" -R 1000000 -b mac=00:0c:05:00:00:00 -p 4 -W 1000000 2>&1 |

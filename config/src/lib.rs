@@ -4,6 +4,7 @@
 //! ([`options`]) and the client-class expression language ([`classify`]). It does not own any runtime
 //! behaviour: the dataplane and control processes consume only [`model`].
 
+pub mod agent;
 pub mod classify;
 mod dhcp;
 mod ha;
@@ -110,7 +111,8 @@ pub fn load_str(text: &str, source: &Path) -> Result<Loaded, ConfigError> {
                 match k.as_str() {
                     "Dhcp4" => config.dhcp4 = dhcp::read_dhcp4(&mut ctx, v),
                     "Dhcp6" => config.dhcp6 = dhcp::read_dhcp6(&mut ctx, v),
-                    "DhcpDdns" | "Control-agent" | "Netconf" => {
+                    "Control-agent" => ctx.warn(k, "section for another Kea daemon (the control agent): the dataplane ignores it; xdhcp-control reads it for its HTTP control API listener (address, TLS, basic auth)"),
+                    "DhcpDdns" | "Netconf" => {
                         ctx.warn(k, format!("section for another Kea daemon ({k}); xdhcp ignores it as kea-dhcp4 does"))
                     }
                     _ => ctx.err(k, format!("unknown top-level object '{k}': a configuration holds \"Dhcp4\" and/or \"Dhcp6\"")),

@@ -30,6 +30,11 @@ struct Args {
     /// one control process per family, as Kea runs one HA service per daemon.
     #[arg(long = "family", value_parser = ["4", "6"])]
     family: Option<String>,
+    /// Kea control agent configuration (kea-ctrl-agent.conf) for an HTTP control API listener of
+    /// its own: http-host, http-port, TLS, basic auth (default: the config's own "Control-agent"
+    /// map, if it has one, except in the DHCPv6 process of a dual-stack pair; else none).
+    #[arg(long = "agent-config")]
+    agent_config: Option<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -138,6 +143,26 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // A Control-agent map in the config file itself serves one listener: in a dual-stack pair of
+    // processes the DHCPv4 one takes it (the other would find its address taken).
+    let dual_v6 = ha4 && ha6 && family == Family::V6;
+    let agent_file = args.agent_config.clone().or_else(|| {
+        (!dual_v6).then_some(())?;
+        std::fs::read_to_string(&args.config)
+            .ok()
+            .filter(|t| xdhcp_config::agent::has_agent_section(t, &args.config))
+            .map(|_| args.config.clone())
+    });
+    let agent = match agent_file {
+        Some(f) => {
+            let l = xdhcp_config::agent::load_agent_file(&f).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for w in &l.warnings {
+                tracing::warn!("{w}");
+            }
+            Some(l.agent)
+        }
+        None => None,
+    };
     let opts = Options {
         config: args.config.clone(),
         admin_socket: Some(admin),
@@ -147,6 +172,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         relationships: ha,
         // The longest lease the partner could have granted unseen (DESIGN.md safety period).
         partner_free_delay_ms: u64::from(max_valid) * 1000,
+        agent,
     };
     run_process(opts, Arc::new(UnixDataplane::new(dp_sock)))
 }

@@ -251,6 +251,8 @@ pub struct Options {
     pub relationships: Vec<HaRelationship>,
     /// DESIGN.md safety period before taking the partner's free addresses.
     pub partner_free_delay_ms: u64,
+    /// A control-agent style API listener of its own (Kea's `Control-agent` map).
+    pub agent: Option<xdhcp_config::agent::ControlAgent>,
 }
 
 fn clock(start: Instant) -> Now {
@@ -310,10 +312,12 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
         let server =
             crate::tls::listen(&addr, r, opts.admin_socket.as_ref(), &opts.dataplane_socket)?;
         let server = Arc::new(server);
-        let expect_auth = me
+        let expect_auth: Vec<String> = me
             .basic_auth_user
             .as_ref()
-            .map(|u| basic_auth_value(u, me.basic_auth_password.as_deref().unwrap_or("")));
+            .map(|u| basic_auth_value(u, me.basic_auth_password.as_deref().unwrap_or("")))
+            .into_iter()
+            .collect();
         tracing::info!(%addr, "HA peer listener");
         for _ in 0..4 {
             let (server, tx, dp, shared, expect_auth) = (
@@ -325,14 +329,33 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
             );
             let family = opts.family;
             std::thread::spawn(move || {
-                http_loop(
-                    &server,
-                    &tx,
-                    dp.as_ref(),
-                    &shared,
-                    expect_auth.as_deref(),
-                    family,
-                )
+                http_loop(&server, &tx, dp.as_ref(), &shared, &expect_auth, family)
+            });
+        }
+    }
+    // The control API as Kea's control agent would serve it: its own address, TLS and users.
+    if let Some(a) = &opts.agent {
+        let server = Arc::new(crate::tls::listen_agent(
+            a,
+            opts.admin_socket.as_ref(),
+            &opts.dataplane_socket,
+        )?);
+        let users: Vec<String> = a
+            .clients
+            .iter()
+            .map(|(u, p)| basic_auth_value(u, p))
+            .collect();
+        for _ in 0..2 {
+            let (server, tx, dp, shared, users) = (
+                server.clone(),
+                tx.clone(),
+                dp.clone(),
+                shared.clone(),
+                users.clone(),
+            );
+            let family = opts.family;
+            std::thread::spawn(move || {
+                http_loop(&server, &tx, dp.as_ref(), &shared, &users, family)
             });
         }
     }
@@ -1137,7 +1160,7 @@ fn http_loop(
     tx: &SyncSender<Msg>,
     dp: &dyn Dataplane,
     shared: &Shared,
-    expect_auth: Option<&str>,
+    expect_auth: &[String],
     _family: Family,
 ) {
     loop {
@@ -1156,13 +1179,13 @@ fn http_loop(
             let _ = req.respond(resp);
             continue;
         }
-        if let Some(want) = expect_auth {
+        if !expect_auth.is_empty() {
             let got = req
                 .headers()
                 .iter()
                 .find(|h| h.field.equiv("Authorization"))
                 .map(|h| h.value.as_str().to_string());
-            if got.as_deref() != Some(want) {
+            if !got.is_some_and(|g| expect_auth.contains(&g)) {
                 let body = answer_list(401, "Unauthorized", None).to_string();
                 let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(401));
                 continue;

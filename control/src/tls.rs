@@ -7,7 +7,8 @@
 //!   address is not checked, so the trust anchor should be a CA dedicated to the HA peers. The
 //!   cert-file and key-file are always presented as the client certificate.
 //! - **Server** (this server's peer URL, which also serves the operator's commands): TLS when this
-//!   server's own peer entry has the three files. With `require-client-certs` (default true)
+//!   server's own peer entry has the three files. The control-agent style API listener
+//!   (`Control-agent`: `trust-anchor`, `cert-file`, `key-file`, `cert-required`) works the same. With `require-client-certs` (default true)
 //!   every client must present a certificate that chains to the trust anchor, else the handshake
 //!   fails; with false no client certificate is asked for (Kea: `verify_none`).
 //!
@@ -32,6 +33,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection};
+use xdhcp_config::agent::ControlAgent;
 use xdhcp_config::model::{HaPeer, HaRelationship};
 
 /// At most this many TLS connections at once on the listener; more are closed at accept (peers
@@ -47,21 +49,21 @@ const BUFFER: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("peer '{peer}': {key} '{}': {msg}", file.display())]
+    #[error("{who}: {key} '{}': {msg}", file.display())]
     File {
-        peer: String,
+        who: String,
         key: &'static str,
         file: PathBuf,
         msg: String,
     },
-    #[error("peer '{peer}': TLS {what}: {source}")]
+    #[error("{who}: TLS {what}: {source}")]
     Rustls {
-        peer: String,
+        who: String,
         what: &'static str,
         source: rustls::Error,
     },
-    #[error("peer '{peer}': trust-anchor: {msg}")]
-    Verifier { peer: String, msg: String },
+    #[error("{who}: trust-anchor: {msg}")]
+    Verifier { who: String, msg: String },
     #[error("cannot listen on {addr}: {msg}")]
     Listen { addr: String, msg: String },
 }
@@ -76,45 +78,58 @@ struct Files {
     key: rustls::pki_types::PrivateKeyDer<'static>,
 }
 
-/// Loads a peer's three files; None when the peer does not use TLS.
-fn files(p: &HaPeer) -> Result<Option<Files>, TlsError> {
-    let (Some(ca), Some(cert), Some(key)) = (&p.trust_anchor, &p.cert_file, &p.key_file) else {
-        return Ok(None);
-    };
-    if !p.tls {
-        return Ok(None);
+/// The three files of one TLS context and whose they are (for messages).
+struct Paths<'a> {
+    who: String,
+    ca: &'a Path,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
+/// A peer's three files; None when the peer does not use TLS.
+fn peer_paths(p: &HaPeer) -> Option<Paths<'_>> {
+    match (&p.trust_anchor, &p.cert_file, &p.key_file) {
+        (Some(ca), Some(cert), Some(key)) if p.tls => Some(Paths {
+            who: format!("peer '{}'", p.name),
+            ca,
+            cert,
+            key,
+        }),
+        _ => None,
     }
+}
+
+fn load(p: &Paths) -> Result<Files, TlsError> {
     let ferr = |key: &'static str, file: &Path, msg: String| TlsError::File {
-        peer: p.name.clone(),
+        who: p.who.clone(),
         key,
         file: file.to_path_buf(),
         msg,
     };
     let mut roots = RootCertStore::empty();
-    let cas = xdhcp_config::tls::load_certs(ca).map_err(|m| ferr("trust-anchor", ca, m))?;
+    let cas = xdhcp_config::tls::load_certs(p.ca).map_err(|m| ferr("trust-anchor", p.ca, m))?;
     let (added, ignored) = roots.add_parsable_certificates(cas);
     if added == 0 {
         return Err(ferr(
             "trust-anchor",
-            ca,
+            p.ca,
             format!("none of its {ignored} certificate(s) is usable as a trust anchor"),
         ));
     }
-    let chain = xdhcp_config::tls::load_certs(cert).map_err(|m| ferr("cert-file", cert, m))?;
-    let key_der = xdhcp_config::tls::load_key(key).map_err(|m| ferr("key-file", key, m))?;
-    Ok(Some(Files {
-        roots,
-        chain,
-        key: key_der,
-    }))
+    let chain = xdhcp_config::tls::load_certs(p.cert).map_err(|m| ferr("cert-file", p.cert, m))?;
+    let key = xdhcp_config::tls::load_key(p.key).map_err(|m| ferr("key-file", p.key, m))?;
+    Ok(Files { roots, chain, key })
 }
 
 /// The client TLS context for requests to `p`; None when TLS is off for that peer.
 pub fn client_config(p: &HaPeer) -> Result<Option<Arc<ClientConfig>>, TlsError> {
-    let Some(f) = files(p)? else { return Ok(None) };
+    let Some(paths) = peer_paths(p) else {
+        return Ok(None);
+    };
+    let f = load(&paths)?;
     let provider = provider();
     let rerr = |what, source| TlsError::Rustls {
-        peer: p.name.clone(),
+        who: paths.who.clone(),
         what,
         source,
     };
@@ -143,10 +158,34 @@ pub fn server_config(
     me: &HaPeer,
     require_client_certs: bool,
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-    let Some(f) = files(me)? else { return Ok(None) };
+    match peer_paths(me) {
+        Some(paths) => build_server(&paths, require_client_certs).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The server TLS context of the control-agent style API listener; None without TLS.
+pub fn agent_server_config(a: &ControlAgent) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    match &a.tls {
+        Some(t) => build_server(
+            &Paths {
+                who: format!("{}: Control-agent", a.source.display()),
+                ca: &t.trust_anchor,
+                cert: &t.cert_file,
+                key: &t.key_file,
+            },
+            a.cert_required,
+        )
+        .map(Some),
+        None => Ok(None),
+    }
+}
+
+fn build_server(paths: &Paths, require_client_certs: bool) -> Result<Arc<ServerConfig>, TlsError> {
+    let f = load(paths)?;
     let provider = provider();
     let rerr = |what, source| TlsError::Rustls {
-        peer: me.name.clone(),
+        who: paths.who.clone(),
         what,
         source,
     };
@@ -157,7 +196,7 @@ pub fn server_config(
         let v = WebPkiClientVerifier::builder_with_provider(Arc::new(f.roots), provider)
             .build()
             .map_err(|e| TlsError::Verifier {
-                peer: me.name.clone(),
+                who: paths.who.clone(),
                 msg: e.to_string(),
             })?;
         builder.with_client_cert_verifier(v)
@@ -167,7 +206,7 @@ pub fn server_config(
     let cfg = builder
         .with_single_cert(f.chain, f.key)
         .map_err(|e| rerr("cert-file/key-file", e))?;
-    Ok(Some(Arc::new(cfg)))
+    Ok(Arc::new(cfg))
 }
 
 /// Builds every TLS context of the configuration once, so a bad file or a key that does not
@@ -256,17 +295,57 @@ pub fn listen(
     admin_socket: Option<&PathBuf>,
     dataplane_socket: &Path,
 ) -> Result<tiny_http::Server, TlsError> {
-    let mut inner = admin_socket
+    let cfg = server_config(r.this_peer(), r.require_client_certs)?;
+    let inner = inner_socket(admin_socket, dataplane_socket, "-https");
+    if cfg.is_some() {
+        tracing::info!(
+            %addr,
+            require_client_certs = r.require_client_certs,
+            "HA listener: TLS"
+        );
+    }
+    listen_with(addr, cfg, &inner)
+}
+
+/// The control-agent style API listener (`http-host`:`http-port`, its own TLS); its internal
+/// socket is `<admin socket>-api-https`.
+pub fn listen_agent(
+    a: &ControlAgent,
+    admin_socket: Option<&PathBuf>,
+    dataplane_socket: &Path,
+) -> Result<tiny_http::Server, TlsError> {
+    let addr = std::net::SocketAddr::new(a.http_host, a.http_port).to_string();
+    let cfg = agent_server_config(a)?;
+    let inner = inner_socket(admin_socket, dataplane_socket, "-api-https");
+    tracing::info!(
+        %addr,
+        tls = cfg.is_some(),
+        cert_required = a.cert_required,
+        users = a.clients.len(),
+        "control API listener (Control-agent)"
+    );
+    listen_with(&addr, cfg, &inner)
+}
+
+fn inner_socket(admin: Option<&PathBuf>, dataplane: &Path, suffix: &str) -> PathBuf {
+    let mut s = admin
         .map(|p| p.as_os_str())
-        .unwrap_or(dataplane_socket.as_os_str())
+        .unwrap_or(dataplane.as_os_str())
         .to_os_string();
-    inner.push("-https");
-    let inner_socket = Path::new(&inner);
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn listen_with(
+    addr: &str,
+    cfg: Option<Arc<ServerConfig>>,
+    inner_socket: &Path,
+) -> Result<tiny_http::Server, TlsError> {
     let lerr = |msg: String| TlsError::Listen {
         addr: addr.to_string(),
         msg,
     };
-    let Some(cfg) = server_config(r.this_peer(), r.require_client_certs)? else {
+    let Some(cfg) = cfg else {
         return tiny_http::Server::http(addr).map_err(|e| lerr(e.to_string()));
     };
     let tcp = TcpListener::bind(addr).map_err(|e| lerr(e.to_string()))?;
@@ -277,12 +356,6 @@ pub fn listen(
         .map_err(|e| lerr(format!("internal socket {}: {e}", inner_socket.display())))?;
     let server = tiny_http::Server::from_listener(unix, None).map_err(|e| lerr(e.to_string()))?;
     let inner = inner_socket.to_path_buf();
-    tracing::info!(
-        inner = %inner.display(),
-        %addr,
-        require_client_certs = r.require_client_certs,
-        "HA listener: TLS"
-    );
     std::thread::Builder::new()
         .name("tls-accept".into())
         .spawn(move || accept_loop(tcp, cfg, inner))

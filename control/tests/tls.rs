@@ -297,3 +297,67 @@ fn post_without_client_cert(url: &str, ca: &Path) -> Result<String, String> {
         .into_string()
         .map_err(|e| e.to_string())
 }
+
+#[test]
+fn the_control_agent_listener_has_its_own_tls_and_cert_required() {
+    let d = tempfile::tempdir().unwrap();
+    let good = Pki::new(d.path(), "good");
+    let (ca, (sc, sk), (cc, ck)) = (good.ca_file(), good.leaf("agent"), good.leaf("op"));
+    for cert_required in [true, false] {
+        let port = free_port();
+        let a = xdhcp_config::agent::ControlAgent {
+            source: "agent.json".into(),
+            http_host: "127.0.0.1".parse().unwrap(),
+            http_port: port,
+            tls: Some(xdhcp_config::agent::AgentTls {
+                trust_anchor: ca.clone(),
+                cert_file: sc.clone(),
+                key_file: sk.clone(),
+            }),
+            cert_required,
+            realm: "kea-control-agent".into(),
+            clients: Vec::new(),
+        };
+        let server = Arc::new(
+            tls::listen_agent(&a, Some(&d.path().join(format!("adm{port}"))), d.path())
+                .expect("listen"),
+        );
+        std::thread::spawn(move || loop {
+            let Ok(req) = server.recv() else { return };
+            let _ = req.respond(tiny_http::Response::from_string(r#"[{"result":0}]"#));
+        });
+        let url = format!("https://127.0.0.1:{port}/");
+        // An operator client: trusts the CA, presents its certificate.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(xdhcp_config::tls::load_certs(&ca).unwrap());
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            xdhcp_config::tls::load_certs(&cc).unwrap(),
+            xdhcp_config::tls::load_key(&ck).unwrap(),
+        )
+        .unwrap();
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(cfg))
+            .timeout(T)
+            .build();
+        let body = agent
+            .post(&url)
+            .send_string("{\"command\":\"status-get\"}")
+            .expect("with a client certificate")
+            .into_string()
+            .unwrap();
+        assert_eq!(body, r#"[{"result":0}]"#);
+        let without = post_without_client_cert(&url, &ca);
+        if cert_required {
+            let e = without.expect_err("cert-required: no client certificate must be refused");
+            assert!(e.contains("CertificateRequired"), "{e}");
+        } else {
+            without.expect("cert-required false: no client certificate needed");
+        }
+    }
+}
