@@ -476,7 +476,28 @@ impl Server {
         match self.backend.take() {
             Some(RunningBackend::Socket(b)) => b.stop(),
             #[cfg(feature = "xdp")]
-            Some(RunningBackend::Xdp(b)) => b.stop()?,
+            Some(RunningBackend::Xdp(b)) => {
+                // Frames the kernel dropped before a worker saw them (rx ring full, fill ring
+                // empty) are the one loss the engine's statistics cannot show: say it on the way
+                // out, so a load test can tell its own losses from the server's.
+                if let Ok(s) = b.stats() {
+                    for (q, c) in &s.queues {
+                        tracing::info!(
+                            iface = %q.iface,
+                            queue = q.queue,
+                            rx_frames = c.rx_frames,
+                            replies = c.replies,
+                            kernel_rx_ring_full = c.kernel_rx_ring_full,
+                            kernel_rx_dropped = c.kernel_rx_dropped,
+                            kernel_fill_empty = c.kernel_fill_empty,
+                            tx_ring_full = c.tx_ring_full,
+                            tx_no_frame = c.tx_no_frame,
+                            "AF_XDP queue totals"
+                        );
+                    }
+                }
+                b.stop()?
+            }
             None => {}
         }
         for t in self.threads.drain(..) {
