@@ -11,8 +11,9 @@
 #     pkt6-request-received, pkt6-reply-sent and the xdhcp-drop-* reasons;
 #   the client namespace's Udp6RcvbufErrors: replies the kernel dropped because perfdhcp did not read its
 #     socket in time.
-#   the veth's counters (ethtool -S, ip -s link) and, for AF_XDP, the server's socket totals logged on exit
-#     (kernel_rx_ring_full, kernel_fill_empty): where in the kernel a frame was dropped.
+#   the veth's counters (ethtool -S, ip -s link) and the server's socket totals it logs on exit (AF_XDP:
+#     kernel_rx_ring_full, kernel_fill_empty; packet socket: kernel_drops): where in the kernel a frame was
+#     dropped. Losses before the server are its own: its worker did not drain its socket in time.
 # A message perfdhcp sent that the server never counted (dropped at the server's socket because its worker
 # did not drain it in time, or anywhere before), or one it counted and did not answer, is the server's loss
 # and fails the run at once. An answer the server sent that perfdhcp lost in its own socket, or read after
@@ -120,10 +121,11 @@ def counters(path):
 l0, l1 = counters(link0), counters(link1)
 link_delta = {k: l1[k] - l0.get(k, 0) for k in l1 if l1[k] - l0.get(k, 0)}
 link_drops = {k: v for k, v in link_delta.items() if "drop" in k or "full" in k or "err" in k}
-# The AF_XDP backend's exit line: what the kernel dropped at its sockets.
+# The backends' exit lines: what the kernel dropped at the server's sockets (AF_XDP rings, or the packet
+# socket's receive buffer).
 xsk = {}
 for line in open(srvlog, errors="replace"):
-    if "AF_XDP queue totals" in line:
+    if "AF_XDP queue totals" in line or "packet socket totals" in line:
         for k, v in re.findall(r"(kernel_[a-z_]+|tx_[a-z_]+)=(\d+)", line):
             xsk[k] = xsk.get(k, 0) + int(v)
 xsk_drops = {k: v for k, v in xsk.items() if v}
@@ -169,9 +171,9 @@ print(head, file=sys.stderr)
 print("\n".join(lines), file=sys.stderr)
 print(f"  client namespace Udp6RcvbufErrors: {rcvbuf}; server drop reasons: {srv_drops or 'none'}", file=sys.stderr)
 print(f"  veth drop counters over the run: {link_drops or 'none'}; frames perfdhcp's interface sent: {link_delta.get('xd-c0.tx_packets', '?')}", file=sys.stderr)
-if backend == "xdp":
-    print(f"  server AF_XDP sockets, kernel drops: {xsk_drops or 'none'}"
-          " (xd-s0 rx_queue_N_drops are frames XDP could not hand to the socket: its rx ring was full)", file=sys.stderr)
+what = ("AF_XDP sockets (xd-s0 rx_queue_N_drops are frames XDP could not hand to a socket whose rx ring was full)"
+        if backend == "xdp" else "packet socket (receive buffer full)")
+print(f"  server's {what}, kernel drops: {xsk_drops or 'none'}", file=sys.stderr)
 open(report + ".offered", "w").write(f"{offered:.0f}")
 open(report + ".reached", "w").write(f"{reached:.0f}")
 if drops == 0 and server_lost == 0:

@@ -458,6 +458,33 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
             }
         }
     }
+    // What the kernel dropped on these sockets (receive buffer full) never reached the engine's
+    // statistics: say it on the way out, so a load test can tell its own losses from ours.
+    for (fd, iface) in socks {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `st`, which we own.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            tracing::info!(
+                iface = %iface.name,
+                packets = st.tp_packets,
+                kernel_drops = st.tp_drops,
+                "packet socket totals"
+            );
+        }
+    }
 }
 
 fn recv_batch(fd: i32, b: &mut Batch) -> usize {
