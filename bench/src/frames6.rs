@@ -641,6 +641,53 @@ mod tests {
         assert!(!r.grants(LeaseType::Address), "no IA_NA at all");
     }
 
+    /// Runs a classic BPF program (the opcodes the packet-socket filters use) over a frame and
+    /// returns what it accepts (0 = drop).
+    fn run_cbpf(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {
+        let mut a: u32 = 0;
+        let mut pc = 0;
+        loop {
+            let i = prog[pc];
+            let k = i.k as usize;
+            pc += 1;
+            match i.code {
+                0x28 => match pkt.get(k..k + 2) {
+                    Some(b) => a = u32::from(u16::from_be_bytes([b[0], b[1]])),
+                    None => return 0,
+                },
+                0x30 => match pkt.get(k) {
+                    Some(b) => a = u32::from(*b),
+                    None => return 0,
+                },
+                0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                0x06 => return i.k,
+                c => panic!("opcode {c:#x} not modelled"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_packet_socket_filter_takes_replies_on_546_and_nothing_else() {
+        let filter = crate::port::udp6_port_filter(CLIENT_PORT);
+        let reply = reply_frame(MessageType6::Reply, 1, Some(Status::Success), None);
+        assert_ne!(
+            run_cbpf(&filter, &reply),
+            0,
+            "a DHCPv6 reply to 546 is taken"
+        );
+        let t = templates(LeaseType::Address);
+        let mut buf = [0u8; 2048];
+        let n = t.write(Kind6::Solicit, &fields(&[]), &mut buf);
+        assert_eq!(run_cbpf(&filter, &buf[..n]), 0, "a request to 547 is not");
+        let mut icmp = reply.clone();
+        icmp[IP6_OFF + 6] = 58;
+        assert_eq!(run_cbpf(&filter, &icmp), 0, "ICMPv6 is not");
+        let mut v4 = reply.clone();
+        v4[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        assert_eq!(run_cbpf(&filter, &v4), 0, "IPv4 is not");
+        assert_eq!(run_cbpf(&filter, &reply[..20]), 0, "a runt is not");
+    }
+
     #[test]
     fn the_parser_never_panics_on_truncated_or_corrupted_frames() {
         let f = reply_frame(

@@ -265,7 +265,7 @@ fn udp_port_filter(port: u16) -> [libc::sock_filter; 11] {
 }
 
 /// `ip6 and udp dst port P` for untagged IPv6 without extension headers (servers send none).
-fn udp6_port_filter(port: u16) -> [libc::sock_filter; 8] {
+pub(crate) fn udp6_port_filter(port: u16) -> [libc::sock_filter; 8] {
     let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     [
         f(0x28, 0, 0, 12),              // 0: ldh [12]
