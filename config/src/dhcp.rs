@@ -1269,6 +1269,9 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
         ring_size: 2048,
         frame_count: 8192,
         journal_queue: 65536,
+        replication: Replication::Asynchronous,
+        sync_ack_timeout_ms: 2000,
+        parked_packet_limit: 256,
     };
     let mut fsync = FsyncPolicy::EveryBatch;
     let Some(Value::Object(m)) = uc else {
@@ -1311,6 +1314,22 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
     }
     if let Some(v) = o.int(ctx, "journal-queue", 64, 1 << 24) {
         t.journal_queue = v as u32;
+    }
+    if let Some(r) = o.str(ctx, "replication") {
+        t.replication = match r {
+            "asynchronous" => Replication::Asynchronous,
+            "synchronous" => Replication::Synchronous,
+            _ => {
+                ctx.err(
+                    &o.p("replication"),
+                    format!("'{r}' is not \"synchronous\" or \"asynchronous\""),
+                );
+                Replication::Asynchronous
+            }
+        };
+    }
+    if let Some(v) = o.int(ctx, "sync-ack-timeout-ms", 10, 60_000) {
+        t.sync_ack_timeout_ms = v as u32;
     }
     if let Some(v) = o.take("journal-fsync") {
         match v {
@@ -1620,6 +1639,11 @@ fn read_common(ctx: &mut Ctx, o: &mut Obj, fam: Fam) -> Common {
     let (tuning, fsync) = read_tuning(ctx, uc, &path);
     let ldb = o.obj(ctx, "lease-database", "the lease database");
     let lease_db = read_lease_db(ctx, ldb, fsync);
+    let mut tuning = tuning;
+    // Kea's limit on parked packets; xdhcp parks replies only in synchronous replication.
+    if let Some(v) = o.int(ctx, "parked-packet-limit", 0, 1 << 20) {
+        tuning.parked_packet_limit = v as u32;
+    }
     let ex = o.obj(ctx, "expired-leases-processing", "lease reclamation");
     let expired = read_expired(ctx, ex);
     let cs = o.obj(ctx, "control-socket", "the control socket");
@@ -1632,6 +1656,20 @@ fn read_common(ctx: &mut Ctx, o: &mut Obj, fam: Fam) -> Common {
     let ha = crate::ha::read_hooks(ctx, hl, fam == Fam::V6);
     let ic = o.obj(ctx, "interfaces-config", "the interfaces to serve");
     let (interfaces, socket) = read_interfaces(ctx, ic, fam);
+    if tuning.replication == Replication::Synchronous {
+        let rp = format!("{path}.user-context.xdhcp.replication");
+        if ha.is_empty() {
+            ctx.err(
+                &rp,
+                "synchronous replication needs a high-availability relationship (libdhcp_ha.so parameters)",
+            );
+        } else if !lease_db.persist || lease_db.path.is_none() {
+            ctx.err(
+                &rp,
+                "synchronous replication ships the lease journal: lease-database needs \"persist\": true and a \"name\"",
+            );
+        }
+    }
     Common {
         defs,
         classes,

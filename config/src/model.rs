@@ -202,6 +202,26 @@ pub struct Tuning {
     pub frame_count: u32,
     /// Per-worker journal queue length; when full the packet is dropped (and counted), never blocked.
     pub journal_queue: u32,
+    /// `user-context.xdhcp.replication`: whether a reply that changed a lease waits for the HA
+    /// partner's acknowledgement (Kea's behaviour) or goes at once (xdhcp's default).
+    pub replication: Replication,
+    /// `user-context.xdhcp.sync-ack-timeout-ms`: in synchronous mode, how long a reply may wait for
+    /// the partner's acknowledgement before it is dropped (the client retransmits).
+    pub sync_ack_timeout_ms: u32,
+    /// Kea's global `parked-packet-limit` (default 256; 0 = Kea's "no limit", which xdhcp bounds
+    /// anyway): replies parked per worker in synchronous mode; beyond it a reply is dropped.
+    pub parked_packet_limit: u32,
+}
+
+/// How lease changes reach the HA peers (see [`Tuning::replication`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replication {
+    /// The reply goes at once; the journal is shipped to the peers behind it.
+    #[default]
+    Asynchronous,
+    /// Kea-compatible: the reply is parked until every peer that must acknowledge (the partner;
+    /// backups only with `wait-backup-ack`) acknowledged the lease update; dropped if one fails.
+    Synchronous,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,10 +113,6 @@ const SAFE_IGNORED: &[(&str, &str)] = &[
         "DHCPv4-over-DHCPv6 is not supported; nothing is served on it",
     ),
     (
-        "parked-packet-limit",
-        "xdhcp does not park packets for hooks",
-    ),
-    (
         "early-global-reservations-lookup",
         "xdhcp looks reservations up by subnet and globally as configured",
     ),

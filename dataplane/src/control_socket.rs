@@ -195,7 +195,12 @@ pub fn handle(ctx: &Context, req: &Value, started: std::time::Instant) -> Value 
             if v != IPC_VERSION {
                 return reply(1, format!("IPC version {v} not supported; this dataplane speaks {IPC_VERSION}"), Some(json!({"version": IPC_VERSION})));
             }
-            reply(0, "hello", Some(json!({"version": IPC_VERSION, "pid": std::process::id()})))
+            // The synchronous-replication gate page (crate::syncrepl::gate): where and which layout.
+            let gate = ctx.journal.as_ref().map(|j| json!({
+                "path": crate::syncrepl::gate::gate_path(j.dir()),
+                "version": crate::syncrepl::gate::GATE_VERSION,
+            }));
+            reply(0, "hello", Some(json!({"version": IPC_VERSION, "pid": std::process::id(), "sync-gate": gate})))
         }
         "status-get" => reply(
             0,

@@ -9,4 +9,5 @@ pub mod control_socket;
 pub mod engine;
 pub mod lease;
 pub mod server;
+pub mod syncrepl;
 pub mod wire;

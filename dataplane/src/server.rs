@@ -29,6 +29,12 @@ impl LeaseSink for JournalProducer {
     fn push_versioned(&self, version: u64, change: LeaseChange) -> bool {
         self.try_push_versioned(version, change).is_ok()
     }
+    fn pushed(&self) -> u64 {
+        JournalProducer::pushed(self)
+    }
+    fn write_progress(&self) -> Option<crate::lease::journal::WriteProgress> {
+        Some(JournalProducer::write_progress(self))
+    }
 }
 
 /// Build the shared engine state (store, runtime, gate) for a configuration. Used by the server,
@@ -351,8 +357,31 @@ impl Server {
                 None => Box::new(NullSink),
             }
         };
+        // Synchronous replication: workers park replies until control, through the gate page,
+        // reports the peers' acknowledgement (crate::syncrepl).
+        let sync_gate = match (&journal, tuning.replication) {
+            (Some(j), xdhcp_config::model::Replication::Synchronous) => {
+                let p = crate::syncrepl::gate::gate_path(j.dir());
+                let g = crate::syncrepl::gate::Gate::open(&p)?;
+                tracing::info!(gate = %p.display(), parked_packet_limit = tuning.parked_packet_limit, timeout_ms = tuning.sync_ack_timeout_ms, "synchronous replication: replies that change a lease wait for the HA peers' acknowledgement");
+                Some(Arc::new(g))
+            }
+            _ => None,
+        };
         let make_handler = |i: usize| -> Box<dyn FrameHandler> {
-            Box::new(Worker::following(current.clone(), i, sink_for(&journal)))
+            let mut w = Worker::following(current.clone(), i, sink_for(&journal));
+            if let Some(g) = &sync_gate {
+                w.sync = Some(crate::engine::WorkerSync {
+                    gate: g.clone(),
+                    timeout_ns: u64::from(tuning.sync_ack_timeout_ms) * 1_000_000,
+                    // Kea's 0 means no limit; xdhcp bounds every queue.
+                    capacity: match tuning.parked_packet_limit {
+                        0 => 4096,
+                        n => n as usize,
+                    },
+                });
+            }
+            Box::new(w)
         };
         let backend = match backend_kind {
             Backend::Socket => {

@@ -61,4 +61,17 @@ pub trait FrameHandler: Send {
 
     /// Periodic work (expiry, statistics flush). Called at least once a second by every backend.
     fn tick(&mut self, now: Now);
+
+    /// Synchronous replication: called right after `handle_frame` returned a reply. `Some(ticket)`
+    /// means the reply must not be sent yet: park it in the backend's
+    /// [`crate::syncrepl::ParkQueue`] with this ticket. `None`: send it now.
+    fn park_ticket(&mut self) -> Option<u64> {
+        None
+    }
+
+    /// Synchronous replication: what the backend needs to run this handler's park queue, asked
+    /// once when the worker starts. `None` (the default): replies are never parked.
+    fn sync_link(&mut self) -> Option<crate::syncrepl::SyncLink> {
+        None
+    }
 }

@@ -388,6 +388,92 @@ impl Drop for SocketBackend {
     }
 }
 
+/// A reply held for synchronous replication: which buffer slot, which socket, how long.
+#[derive(Debug, Clone, Copy)]
+struct ParkedFrame {
+    slot: u32,
+    sock: u16,
+    len: u16,
+}
+
+/// The socket backend's park queue: the queue plus the buffers the parked replies live in, all
+/// allocated once when the worker starts.
+struct Parking {
+    link: crate::syncrepl::SyncLink,
+    q: crate::syncrepl::ParkQueue<ParkedFrame>,
+    slots: Vec<[u8; FRAME_BUF]>,
+    free: Vec<u32>,
+    released: Vec<ParkedFrame>,
+}
+
+impl Parking {
+    fn new(link: crate::syncrepl::SyncLink) -> Parking {
+        let cap = link.capacity.max(1);
+        Parking {
+            q: crate::syncrepl::ParkQueue::new(cap, link.timeout_ns),
+            slots: vec![[0u8; FRAME_BUF]; cap],
+            free: (0..cap as u32).rev().collect(),
+            released: Vec::with_capacity(cap),
+            link,
+        }
+    }
+
+    /// Hold `frame` until the peers acknowledged `ticket`; a full queue drops it (counted).
+    fn park(&mut self, ticket: u64, now: Now, sock: usize, frame: &[u8]) {
+        let Some(slot) = self.free.pop() else {
+            self.link.count_full();
+            return;
+        };
+        self.slots[slot as usize][..frame.len()].copy_from_slice(frame);
+        let item = ParkedFrame {
+            slot,
+            sock: sock as u16,
+            len: frame.len() as u16,
+        };
+        match self
+            .q
+            .park(ticket, now.mono_ns, self.link.gate.fail_gen(), item)
+        {
+            Ok(()) => self.link.count_parked(),
+            Err(_) => {
+                self.free.push(slot);
+                self.link.count_full();
+            }
+        }
+    }
+
+    /// Send what the peers acknowledged, drop what failed or waited too long.
+    fn release(&mut self, socks: &[(OwnedFd, Interface)]) {
+        if self.q.is_empty() {
+            return;
+        }
+        let view = self.link.view();
+        let (link, free, released) = (&self.link, &mut self.free, &mut self.released);
+        self.q.poll(Now::read().mono_ns, &view, |f, v| {
+            link.count(v);
+            if v == crate::syncrepl::Verdict::Send {
+                released.push(f);
+            } else {
+                free.push(f.slot);
+            }
+        });
+        if self.released.is_empty() {
+            return;
+        }
+        for (si, (fd, _)) in socks.iter().enumerate() {
+            let frames = self
+                .released
+                .iter()
+                .filter(|f| usize::from(f.sock) == si)
+                .map(|f| &self.slots[f.slot as usize][..usize::from(f.len)]);
+            send_frames(fd.as_raw_fd(), frames);
+        }
+        for f in self.released.drain(..) {
+            self.free.push(f.slot);
+        }
+    }
+}
+
 fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, stop: &AtomicBool) {
     let mut rx = Batch {
         bufs: vec![[0u8; FRAME_BUF]; BATCH],
@@ -397,6 +483,7 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
     };
     let mut tx_bufs = vec![[0u8; FRAME_BUF]; BATCH];
     let mut tx_lens = vec![0usize; BATCH];
+    let mut parking = handler.sync_link().map(Parking::new);
     let mut pfds: Vec<libc::pollfd> = socks
         .iter()
         .map(|(fd, _)| libc::pollfd {
@@ -407,8 +494,32 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
         .collect();
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: pfds is a valid array of pollfd for the duration of the call.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+        // While replies are parked, wake often to release them (acks arrive through shared
+        // memory, not a file descriptor).
+        let parked = parking.as_ref().is_some_and(|p| !p.q.is_empty());
+        let ts = if parked {
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000,
+            }
+        } else {
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            }
+        };
+        // SAFETY: pfds is a valid array of pollfd for the duration of the call; ts outlives it.
+        let n = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if let Some(p) = parking.as_mut() {
+            p.release(socks);
+        }
         if last_tick.elapsed() >= Duration::from_millis(500) {
             handler.tick(Now::read());
             last_tick = Instant::now();
@@ -445,6 +556,10 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
                         &rx.bufs[i][..rx.lens[i]],
                         &mut tx_bufs[ntx],
                     ) {
+                        if let (Some(p), Some(t)) = (parking.as_mut(), handler.park_ticket()) {
+                            p.park(t, now, si, &tx_bufs[ntx][..len]);
+                            continue;
+                        }
                         tx_lens[ntx] = len;
                         ntx += 1;
                     }
@@ -452,11 +567,18 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
                 if ntx > 0 {
                     send_batch(fd.as_raw_fd(), &tx_bufs[..ntx], &tx_lens[..ntx]);
                 }
+                if let Some(p) = parking.as_mut() {
+                    p.release(socks);
+                }
                 if got < BATCH {
                     break;
                 }
             }
         }
+    }
+    if let Some(p) = parking.as_mut() {
+        let link = p.link.clone();
+        p.q.drain(|_| link.count(crate::syncrepl::Verdict::DropFailed));
     }
     // What the kernel dropped on these sockets (receive buffer full) never reached the engine's
     // statistics: say it on the way out, so a load test can tell its own losses from ours.
@@ -484,6 +606,56 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
                 "packet socket totals"
             );
         }
+    }
+}
+
+/// Send frames with `sendmmsg`, up to [`BATCH`] per call (no allocation).
+fn send_frames<'a>(fd: i32, frames: impl Iterator<Item = &'a [u8]>) {
+    let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    });
+    let mut n = 0;
+    let flush = |iovs: &mut [libc::iovec; BATCH], n: usize| {
+        // SAFETY: plain data.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        for _ in 0..4 {
+            // SAFETY: msgs[sent..n] point into live buffers.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    msgs[sent..n].as_mut_ptr(),
+                    (n - sent) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r <= 0 {
+                break;
+            }
+            sent += r as usize;
+            if sent >= n {
+                break;
+            }
+        }
+    };
+    for f in frames {
+        iovs[n] = libc::iovec {
+            iov_base: f.as_ptr() as *mut _,
+            iov_len: f.len(),
+        };
+        n += 1;
+        if n == BATCH {
+            flush(&mut iovs, n);
+            n = 0;
+        }
+    }
+    if n > 0 {
+        flush(&mut iovs, n);
     }
 }
 

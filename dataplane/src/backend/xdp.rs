@@ -23,7 +23,7 @@ use self::loader::{
     AttachMode, AttachedMode, LoaderError, ProgramCounters, SteerPorts, XdpProgram,
 };
 use self::sys::InterfaceInfo;
-use self::xsk::{BindMode, XdpDesc, XskConfig, XskError, XskSocket};
+use self::xsk::{BindMode, Frame, XdpDesc, XskConfig, XskError, XskSocket};
 use super::{FrameHandler, Now, RxContext};
 
 /// Ethernet header plus one VLAN tag: what a frame adds on top of the MTU.
@@ -433,6 +433,8 @@ impl XdpBackend {
                 idle_spins: cfg.idle_spins,
                 poll_timeout_ms: cfg.poll_timeout_ms.clamp(1, 1000),
                 cpu: info.cpu,
+                // Parked replies hold UMEM frames: keep three quarters for the rings.
+                max_parked: (cfg.frame_count as usize / 4).max(1),
             };
             let stop = Arc::clone(&backend.stop);
             let stats = Arc::clone(&backend.stats);
@@ -553,6 +555,41 @@ struct WorkerParams {
     idle_spins: u32,
     poll_timeout_ms: i32,
     cpu: usize,
+    max_parked: usize,
+}
+
+/// Synchronous replication on AF_XDP: a parked reply stays in its UMEM frame (no copy) until the
+/// peers acknowledged its lease change; the frame goes to the TX ring then, or back to the free
+/// list when the reply is dropped.
+struct XdpParking {
+    link: crate::syncrepl::SyncLink,
+    q: crate::syncrepl::ParkQueue<(Frame, u32)>,
+}
+
+impl XdpParking {
+    fn release(&mut self, sock: &mut XskSocket, local: &mut QueueSnapshot) {
+        if self.q.is_empty() {
+            return;
+        }
+        let view = self.link.view();
+        let link = &self.link;
+        let mut sent = false;
+        self.q.poll(Now::read().mono_ns, &view, |(f, len), v| {
+            link.count(v);
+            if v != crate::syncrepl::Verdict::Send {
+                sock.free_frame(f);
+            } else if let Err(f) = sock.tx_push(f, len) {
+                local.tx_ring_full += 1;
+                sock.free_frame(f);
+            } else {
+                local.replies += 1;
+                sent = true;
+            }
+        });
+        if sent {
+            sock.tx_flush();
+        }
+    }
 }
 
 const TICK_NS: u64 = 1_000_000_000;
@@ -576,8 +613,15 @@ fn run_worker(
     local.ticks += 1;
     let mut last_tick = now.mono_ns;
     let mut idle = 0u32;
+    let mut parking = handler.sync_link().map(|link| XdpParking {
+        q: crate::syncrepl::ParkQueue::new(link.capacity.min(p.max_parked), link.timeout_ns),
+        link,
+    });
 
     while !stop.load(Ordering::Relaxed) {
+        if let Some(pk) = parking.as_mut() {
+            pk.release(&mut sock, &mut local);
+        }
         let n = sock.recv(&mut descs);
         if n == 0 {
             idle += 1;
@@ -586,7 +630,14 @@ fn run_worker(
                 // Also pushes out TX the kernel has not taken yet and returns completed frames.
                 sock.tx_flush();
                 sock.refill();
-                if let Err(e) = sock.poll_rx(p.poll_timeout_ms) {
+                // Acks for parked replies arrive through shared memory, not the socket: sleep
+                // at most a millisecond while some wait.
+                let timeout = if parking.as_ref().is_some_and(|pk| !pk.q.is_empty()) {
+                    1
+                } else {
+                    p.poll_timeout_ms
+                };
+                if let Err(e) = sock.poll_rx(timeout) {
                     tracing::warn!(queue = ctx.queue, error = %e, "poll on AF_XDP socket failed");
                     std::thread::sleep(Duration::from_millis(p.poll_timeout_ms as u64));
                 }
@@ -607,7 +658,16 @@ fn run_worker(
                     let cap = buf.len();
                     match handler.handle_frame(now, &ctx, rx, buf) {
                         Some(len) if len > 0 && len <= cap => {
-                            if let Err(f) = sock.tx_push(tx, len as u32) {
+                            if let (Some(pk), Some(t)) = (parking.as_mut(), handler.park_ticket()) {
+                                let g = pk.link.gate.fail_gen();
+                                match pk.q.park(t, now.mono_ns, g, (tx, len as u32)) {
+                                    Ok(()) => pk.link.count_parked(),
+                                    Err((f, _)) => {
+                                        pk.link.count_full();
+                                        sock.free_frame(f);
+                                    }
+                                }
+                            } else if let Err(f) = sock.tx_push(tx, len as u32) {
                                 local.tx_ring_full += 1;
                                 sock.free_frame(f);
                             } else {
@@ -635,6 +695,13 @@ fn run_worker(
         local.tx_wakeup_errors = c.tx_wakeup_errors;
         stats.publish(&local);
         maybe_tick(&mut *handler, &sock, now, &mut last_tick, &mut local, stats);
+    }
+    if let Some(pk) = parking.as_mut() {
+        let link = pk.link.clone();
+        pk.q.drain(|(f, _)| {
+            link.count(crate::syncrepl::Verdict::DropFailed);
+            sock.free_frame(f);
+        });
     }
     handler.tick(Now::read());
     local.ticks += 1;

@@ -40,6 +40,16 @@ pub trait LeaseSink: Send {
     fn take_version(&self) -> u64;
     /// Queue a change with its version; false if the queue is full (the change was not recorded).
     fn push_versioned(&self, version: u64, change: LeaseChange) -> bool;
+    /// Changes accepted so far (synchronous replication parks a reply until the journal wrote
+    /// and the peers acknowledged this many). 0 for sinks that are not a journal.
+    fn pushed(&self) -> u64 {
+        0
+    }
+    /// How far the journal has written this sink's changes; `None` for sinks that are not a
+    /// journal (nothing can wait for them).
+    fn write_progress(&self) -> Option<crate::lease::journal::WriteProgress> {
+        None
+    }
     /// Queue a change made outside any concurrent writer's reach (replay, import).
     fn push(&self, change: LeaseChange) -> bool {
         let v = self.take_version();
@@ -127,6 +137,18 @@ pub struct Worker {
     pub sink: Box<dyn LeaseSink>,
     pub scratch4: Box<Dhcp4Scratch>,
     pub stats: Arc<stats::WorkerStats>,
+    /// Synchronous replication (`None`: asynchronous, nothing is ever parked).
+    pub sync: Option<WorkerSync>,
+    /// Set by `handle_frame` when its reply must be parked (see [`FrameHandler::park_ticket`]).
+    ticket: Option<u64>,
+}
+
+/// A worker's synchronous-replication settings.
+#[derive(Clone)]
+pub struct WorkerSync {
+    pub gate: Arc<crate::syncrepl::gate::Gate>,
+    pub timeout_ns: u64,
+    pub capacity: usize,
 }
 
 impl Worker {
@@ -139,6 +161,8 @@ impl Worker {
             sink,
             scratch4: Box::default(),
             stats,
+            sync: None,
+            ticket: None,
         }
     }
 
@@ -167,6 +191,45 @@ impl FrameHandler for Worker {
         rx: &[u8],
         tx: &mut [u8],
     ) -> Option<usize> {
+        self.ticket = None;
+        let Some(sync) = &self.sync else {
+            return self.handle(now, ctx, rx, tx);
+        };
+        // Kea parks a reply only while it sends lease updates to a partner that must ack; control
+        // says so through the gate. Replies that changed nothing (NAK, INFORM, OFFER, ADVERTISE)
+        // go at once.
+        let waiting = sync.gate.waiting();
+        let before = self.sink.pushed();
+        let r = self.handle(now, ctx, rx, tx);
+        if r.is_some() && waiting {
+            let after = self.sink.pushed();
+            if after > before {
+                self.ticket = Some(after);
+            }
+        }
+        r
+    }
+
+    fn park_ticket(&mut self) -> Option<u64> {
+        self.ticket.take()
+    }
+
+    fn sync_link(&mut self) -> Option<crate::syncrepl::SyncLink> {
+        let s = self.sync.as_ref()?;
+        Some(crate::syncrepl::SyncLink {
+            gate: s.gate.clone(),
+            progress: self.sink.write_progress()?,
+            timeout_ns: s.timeout_ns,
+            capacity: s.capacity,
+            stats: self.stats.clone(),
+        })
+    }
+
+    fn tick(&mut self, _now: Now) {}
+}
+
+impl Worker {
+    fn handle(&mut self, now: Now, ctx: &RxContext, rx: &[u8], tx: &mut [u8]) -> Option<usize> {
         if let Some(src) = &self.source {
             let cur = src.load();
             if !Arc::ptr_eq(&cur, &self.shared) {
@@ -193,6 +256,4 @@ impl FrameHandler for Worker {
             _ => self.drop_frame(DropReason::NotDhcpPort),
         }
     }
-
-    fn tick(&mut self, _now: Now) {}
 }

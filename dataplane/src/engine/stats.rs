@@ -17,6 +17,8 @@ pub struct WorkerStats {
     pub drops: CachePadded<[AtomicU64; DropReason::COUNT]>,
     pub received6: [AtomicU64; MSG_TYPES6],
     pub sent6: [AtomicU64; MSG_TYPES6],
+    /// Synchronous replication: parked, released and dropped replies (`crate::syncrepl`).
+    pub sync: [AtomicU64; crate::syncrepl::SYNC_COUNTERS],
 }
 
 impl WorkerStats {
@@ -147,6 +149,9 @@ impl Stats {
                 malformed += v;
             }
             out.push((format!("xdhcp-drop-{}", r.name()), v));
+        }
+        for (i, name) in crate::syncrepl::SYNC_NAMES.iter().enumerate() {
+            out.push((name.to_string(), self.sum(&|w| w.sync[i].load(Relaxed))));
         }
         out.push(("pkt4-parse-failed".to_string(), malformed));
         out.push(("pkt4-receive-drop".to_string(), dropped));

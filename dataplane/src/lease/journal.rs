@@ -1034,6 +1034,28 @@ struct ProducerShared {
     queue: ArrayQueue<Pending>,
     rejected: AtomicU64,
     closed: AtomicBool,
+    /// Changes the journal thread took from `queue` (only it writes this).
+    popped: AtomicU64,
+    /// Published after each written batch, in this order: `written_seq_bound` (every change
+    /// counted in `written_pushes` has a sequence number ≤ this), then `written_pushes`.
+    written_seq_bound: AtomicU64,
+    written_pushes: AtomicU64,
+}
+
+/// How far the journal has written one producer's changes: "your first N pushes are in the file,
+/// all at sequence numbers ≤ S". Synchronous replication compares S with the sequence the HA
+/// peers acknowledged (the same numbering `JournalReader` gives the control process).
+#[derive(Clone)]
+pub struct WriteProgress(Arc<ProducerShared>);
+
+impl WriteProgress {
+    /// `(pushes written, sequence bound)`. The bound may be newer than the count (never older).
+    #[inline]
+    pub fn get(&self) -> (u64, u64) {
+        let n = self.0.written_pushes.load(Ordering::Acquire);
+        let s = self.0.written_seq_bound.load(Ordering::Acquire);
+        (n, s)
+    }
 }
 
 /// A worker's handle for submitting changes. One per worker thread: it can be moved to another
@@ -1042,6 +1064,8 @@ struct ProducerShared {
 pub struct JournalProducer {
     inner: Arc<Inner>,
     p: Arc<ProducerShared>,
+    /// Changes accepted from this handle (the tickets of synchronous replication).
+    pushed: std::cell::Cell<u64>,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -1080,7 +1104,10 @@ impl JournalProducer {
             return Err(change);
         }
         match self.p.queue.push(Pending { version, change }) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.pushed.set(self.pushed.get() + 1);
+                Ok(())
+            }
             Err(p) => {
                 self.p.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(p.change)
@@ -1116,6 +1143,16 @@ impl JournalProducer {
     /// Highest sequence number written (see [`Journal::written_seq`]).
     pub fn written_seq(&self) -> u64 {
         self.inner.written_seq.load(Ordering::Acquire)
+    }
+
+    /// Changes accepted from this handle so far.
+    pub fn pushed(&self) -> u64 {
+        self.pushed.get()
+    }
+
+    /// A handle on how far the journal has written this producer's changes.
+    pub fn write_progress(&self) -> WriteProgress {
+        WriteProgress(self.p.clone())
     }
 
     /// Highest sequence number durable under the fsync policy.
@@ -1383,12 +1420,16 @@ impl Journal {
             queue: ArrayQueue::new(self.inner.cfg.queue_capacity.max(1)),
             rejected: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            popped: AtomicU64::new(0),
+            written_seq_bound: AtomicU64::new(0),
+            written_pushes: AtomicU64::new(0),
         });
         self.inner.producers.lock().push(p.clone());
         self.inner.producers_gen.fetch_add(1, Ordering::Release);
         JournalProducer {
             inner: self.inner.clone(),
             p,
+            pushed: std::cell::Cell::new(0),
             _not_sync: PhantomData,
         }
     }
@@ -1617,6 +1658,8 @@ impl WriterLoop {
                         break;
                     }
                     let Some(item) = p.queue.pop() else { break };
+                    p.popped
+                        .store(p.popped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     frame_record(&mut self.buf, seq, |b| {
@@ -1706,6 +1749,14 @@ impl WriterLoop {
         self.inner
             .written_seq
             .store(self.batch_last_seq, Ordering::Release);
+        for p in &self.local {
+            let popped = p.popped.load(Ordering::Relaxed);
+            if popped != p.written_pushes.load(Ordering::Relaxed) {
+                p.written_seq_bound
+                    .store(self.batch_last_seq, Ordering::Release);
+                p.written_pushes.store(popped, Ordering::Release);
+            }
+        }
         self.unsynced = true;
         match self.inner.cfg.fsync {
             FsyncPolicy::Never => {
