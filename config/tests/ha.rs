@@ -355,3 +355,56 @@ fn hook_library_errors() {
         "must be a list of relationships",
     );
 }
+
+/// `user-context.xdhcp.replication` (synchronous mode for pairs with Kea) and Kea's
+/// `parked-packet-limit`: defaults, accepted values and every error, by JSON path.
+#[test]
+fn synchronous_replication_switch() {
+    let ha = format!(
+        r#""hooks-libraries": [{{"library": "libdhcp_ha.so", "parameters": {{"high-availability": [{{"this-server-name": "a", "mode": "hot-standby", "peers": {PEERS_HS}}}]}}}}],"#
+    );
+    let db = r#""lease-database": {"type": "memfile", "persist": true, "name": "/tmp/l4.csv"},"#;
+    let subnet = r#"{"id": 1, "subnet": "192.0.2.0/24"}"#;
+    // Default: asynchronous, Kea's parked-packet-limit 256.
+    let d = ok(&v4(&format!("{ha} {db}"), subnet)).config.dhcp4.unwrap();
+    assert_eq!(d.tuning.replication, Replication::Asynchronous);
+    assert_eq!(d.tuning.parked_packet_limit, 256);
+    let d = ok(&v4(
+        &format!(
+            r#"{ha} {db} "parked-packet-limit": 64, "user-context": {{"xdhcp": {{"replication": "synchronous", "sync-ack-timeout-ms": 500}}}},"#
+        ),
+        subnet,
+    ))
+    .config
+    .dhcp4
+    .unwrap();
+    assert_eq!(d.tuning.replication, Replication::Synchronous);
+    assert_eq!(d.tuning.parked_packet_limit, 64);
+    assert_eq!(d.tuning.sync_ack_timeout_ms, 500);
+    let rp = "Dhcp4.user-context.xdhcp.replication";
+    // A misspelled mode.
+    let e = errors(&v4(
+        &format!(r#"{ha} {db} "user-context": {{"xdhcp": {{"replication": "sync"}}}},"#),
+        subnet,
+    ));
+    has(&e, rp, "'sync' is not \"synchronous\" or \"asynchronous\"");
+    assert!(e[0]
+        .to_string()
+        .starts_with("test.json: Dhcp4.user-context.xdhcp.replication"));
+    // Synchronous without HA, or without a journal to ship.
+    let e = errors(&v4(
+        &format!(r#"{db} "user-context": {{"xdhcp": {{"replication": "synchronous"}}}},"#),
+        subnet,
+    ));
+    has(&e, rp, "needs a high-availability relationship");
+    let e = errors(&v4(
+        &format!(r#"{ha} "user-context": {{"xdhcp": {{"replication": "synchronous"}}}},"#),
+        subnet,
+    ));
+    has(&e, rp, "\"persist\": true");
+    let e = errors(&v4(
+        &format!(r#"{ha} {db} "parked-packet-limit": -1,"#),
+        subnet,
+    ));
+    has(&e, "Dhcp4.parked-packet-limit", "out of range");
+}

@@ -173,6 +173,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         // The longest lease the partner could have granted unseen (DESIGN.md safety period).
         partner_free_delay_ms: u64::from(max_valid) * 1000,
         agent,
+        // The dataplane reads its tuning from Dhcp4 when present: so does this.
+        replication: cfg
+            .dhcp4
+            .as_ref()
+            .map(|d| d.tuning.replication)
+            .or(cfg.dhcp6.as_ref().map(|d| d.tuning.replication))
+            .unwrap_or_default(),
     };
     run_process(opts, Arc::new(UnixDataplane::new(dp_sock)))
 }

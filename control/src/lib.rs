@@ -13,4 +13,5 @@ pub mod ha;
 pub mod peer;
 pub mod server;
 pub mod sim;
+pub mod syncgate;
 pub mod tls;

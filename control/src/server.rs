@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
-use xdhcp_config::model::{HaRelationship, HaRole};
+use xdhcp_config::model::{HaMode, HaRelationship, HaRole, Replication};
 use xdhcp_dataplane::lease::LeaseChange;
 
 use crate::dataplane::{self as dpc, Dataplane, Serving};
@@ -34,6 +34,7 @@ use crate::ha::state::{
     HaMachine, HaParams, Now, Outcome,
 };
 use crate::peer::{basic_auth_value, PeerClient, REQUEST_TIMEOUT};
+use crate::syncgate::{AckWindow, SyncPublisher};
 
 /// Bound on messages waiting for the core thread; senders block briefly when it is full (peer
 /// requests are few per second, so this only bites when the core is stuck).
@@ -158,6 +159,8 @@ pub struct Shared {
     echo: Mutex<VecDeque<String>>,
     pub stop: AtomicBool,
     unsent: AtomicU64,
+    /// Synchronous replication: the gate the dataplane's parked replies wait on.
+    pub sync: SyncPublisher,
 }
 
 const ECHO_MAX: usize = 65_536;
@@ -253,6 +256,8 @@ pub struct Options {
     pub partner_free_delay_ms: u64,
     /// A control-agent style API listener of its own (Kea's `Control-agent` map).
     pub agent: Option<xdhcp_config::agent::ControlAgent>,
+    /// `user-context.xdhcp.replication`: whether the dataplane's replies wait for the peers.
+    pub replication: Replication,
 }
 
 fn clock(start: Instant) -> Now {
@@ -269,12 +274,26 @@ fn clock(start: Instant) -> Now {
 /// Runs the control process until `shutdown`.
 pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
     let start = Instant::now();
+    let sync = match (&opts.journal_dir, opts.replication) {
+        (Some(dir), Replication::Synchronous) => {
+            let p = xdhcp_dataplane::syncrepl::gate::gate_path(dir);
+            let g = xdhcp_dataplane::syncrepl::gate::Gate::open(&p)?;
+            tracing::info!(gate = %p.display(), "synchronous replication: the dataplane's replies wait for the peers' acknowledgement");
+            let slot = match opts.family {
+                Family::V4 => xdhcp_dataplane::syncrepl::gate::Slot::V4,
+                Family::V6 => xdhcp_dataplane::syncrepl::gate::Slot::V6,
+            };
+            SyncPublisher::new(g, slot)
+        }
+        _ => SyncPublisher::disabled(),
+    };
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         policies: Mutex::new(HashMap::new()),
         echo: Mutex::new(VecDeque::new()),
         stop: AtomicBool::new(false),
         unsent: AtomicU64::new(0),
+        sync,
     });
     let _ = METRICS.set(shared.clone());
     crate::tls::check(&opts.relationships)?;
@@ -371,9 +390,14 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
     if let Some(dir) = &opts.journal_dir {
         for r in &opts.relationships {
             for p in r.peers.iter().filter(|p| p.name != r.this_server_name) {
+                // Synchronous mode keeps several updates in flight, each lane on its own
+                // persistent connection (one sequential connection caps it at 1/RTT).
+                let lanes = if shared.sync.enabled() { SYNC_LANES } else { 1 };
                 let (dir, peer, shared, tx) = (
                     dir.clone(),
-                    PeerClient::new(p).with_keep_alive(REQUEST_TIMEOUT),
+                    (0..lanes)
+                        .map(|_| PeerClient::new(p).with_keep_alive(REQUEST_TIMEOUT))
+                        .collect::<Vec<_>>(),
                     shared.clone(),
                     tx.clone(),
                 );
@@ -501,6 +525,12 @@ fn update_policies(r: &Rel, shared: &Shared) {
             ShipPolicy::Queue
         };
         p.insert(peer.name.clone(), pol);
+        // Kea parks a reply for the peers it sends updates to, backups only with
+        // wait-backup-ack (passive-backup).
+        let must_ack = pol == ShipPolicy::Send
+            && (peer.role != HaRole::Backup
+                || (r.cfg.mode == HaMode::PassiveBackup && r.cfg.wait_backup_ack));
+        shared.sync.set_must_ack(&peer.name, must_ack);
     }
 }
 
@@ -1281,14 +1311,35 @@ fn save_seq(p: &Path, seq: u64) {
     }
 }
 
+/// Lanes (persistent connections, one update in flight each) per peer in synchronous mode.
+const SYNC_LANES: usize = 4;
+/// Most updates in flight per peer (all lanes): bounds what a stuck lane holds back.
+const SYNC_WINDOW: usize = 256;
+
 /// Ships journal changes to one peer, forever. The cursor only moves past a change once the peer
 /// acknowledged it (or the policy says the partner will resync instead).
-fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx: &SyncSender<Msg>) {
+///
+/// v4 changes go through `lanes` (one thread and persistent connection each): a change goes to
+/// the lane of its address, so two changes to one address reach the peer in journal order, and
+/// changes to different addresses travel in parallel; completions come back in any order and an
+/// [`AckWindow`] turns them into the contiguous cursor. v6 changes are batched into one
+/// `lease6-bulk-apply` and shipped inline once the lanes are idle.
+fn replicate(
+    dir: &Path,
+    lanes: Vec<PeerClient>,
+    is_backup: bool,
+    shared: &Arc<Shared>,
+    tx: &SyncSender<Msg>,
+) {
     use xdhcp_dataplane::lease::journal::JournalReader;
     lower_thread_priority();
+    let Some(peer) = lanes.first().cloned() else {
+        return;
+    };
     let family = FAMILY.get().copied().unwrap_or(Family::V4);
     let state = seq_file(dir, &peer.name, family);
-    let mut acked = load_seq(&state);
+    let mut win = AckWindow::new(load_seq(&state));
+    shared.sync.peer_acked(&peer.name, win.acked());
     // Entries up to the journal head at start are a backlog left by a crash or a stop. While we
     // were away the partner may have served those addresses itself (partner-down) and we may
     // have synced its newer leases since: shipping a stale backlog entry would overwrite the
@@ -1298,9 +1349,70 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
     let labels = PeerLabels {
         peer: peer.name.clone(),
     };
+    // Lanes: bounded queues in, completions out (at most SYNC_WINDOW outstanding).
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
+    let mut lane_tx = Vec::new();
+    for client in lanes {
+        let (ltx, lrx) = sync_channel::<(u64, LeaseChange)>(SYNC_WINDOW);
+        let (shared, tx, done_tx, labels) =
+            (shared.clone(), tx.clone(), done_tx.clone(), labels.clone());
+        std::thread::spawn(move || {
+            lower_thread_priority();
+            while let Ok((seq, change)) = lrx.recv() {
+                ship_v4(&client, is_backup, &change, &shared, &tx, &labels);
+                if done_tx.send(seq).is_err() {
+                    return;
+                }
+            }
+        });
+        lane_tx.push(ltx);
+    }
+    drop(done_tx);
+    // Synchronous mode: a parked reply waits for this loop to see its entry, so look often.
+    let idle = if shared.sync.enabled() {
+        Duration::from_micros(200)
+    } else {
+        Duration::from_millis(10)
+    };
     let mut last_save = Instant::now();
+    let mut published = win.acked();
+    let publish = |win: &AckWindow, published: &mut u64| {
+        if win.acked() != *published {
+            *published = win.acked();
+            shared.sync.peer_acked(&peer.name, *published);
+            shared
+                .metrics
+                .acked_seq
+                .get_or_create(&labels)
+                .set(*published as i64);
+        }
+    };
+    let wait_lanes = |win: &mut AckWindow, published: &mut u64, until: usize| {
+        while win.in_flight() > until {
+            match done_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(seq) => {
+                    win.completed(seq);
+                    while let Ok(seq) = done_rx.try_recv() {
+                        win.completed(seq);
+                    }
+                    publish(win, published);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        true
+    };
     while !shared.stop.load(Ordering::Relaxed) {
-        let mut reader = match JournalReader::open(dir, acked + 1) {
+        // Re-opening re-reads from the cursor: nothing may be in flight then.
+        if !wait_lanes(&mut win, &mut published, 0) {
+            break;
+        }
+        let mut reader = match JournalReader::open(dir, win.acked() + 1) {
             Ok(r) => r,
             Err(e) => {
                 // Compacted past our cursor: the peer needs a full sync; start from the head.
@@ -1310,8 +1422,8 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                     e,
                     xdhcp_dataplane::lease::journal::JournalError::Compacted { .. }
                 ) {
-                    acked = acked.max(1);
-                    save_seq(&state, acked);
+                    win = AckWindow::new(win.acked().max(1));
+                    save_seq(&state, win.acked());
                 }
                 continue;
             }
@@ -1320,23 +1432,42 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
         let mut held: Option<JournalItem> = None;
         loop {
             if shared.stop.load(Ordering::Relaxed) {
+                save_seq(&state, win.acked());
+                return;
+            }
+            while let Ok(seq) = done_rx.try_recv() {
+                win.completed(seq);
+            }
+            publish(&win, &mut published);
+            if win.in_flight() >= SYNC_WINDOW
+                && !wait_lanes(&mut win, &mut published, SYNC_WINDOW - 1)
+            {
+                save_seq(&state, win.acked());
                 return;
             }
             let Some(item) = held.take().or_else(|| reader.next()) else {
                 if last_save.elapsed() > Duration::from_millis(200) {
-                    save_seq(&state, acked);
+                    save_seq(&state, win.acked());
                     last_save = Instant::now();
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                match done_rx.recv_timeout(idle) {
+                    Ok(seq) => win.completed(seq),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
                 continue;
             };
             let Ok(entry) = item else { break };
             // The journal holds both families; each family's control process ships its own.
             if is_v6(&entry.change) != (family == Family::V6) {
-                acked = entry.seq;
+                win.skipped(entry.seq);
                 continue;
             }
             if is_v6(&entry.change) {
+                // One address may be in a lane and in this batch: let the lanes finish first.
+                if !wait_lanes(&mut win, &mut published, 0) {
+                    return;
+                }
                 let (batch, next) = collect_v6_batch(entry, &mut reader, shared);
                 held = next;
                 let Some(last) = batch.last_seq else { continue };
@@ -1346,81 +1477,98 @@ fn replicate(dir: &Path, peer: PeerClient, is_backup: bool, shared: &Shared, tx:
                 if shared.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                acked = last;
-                shared
-                    .metrics
-                    .acked_seq
-                    .get_or_create(&labels)
-                    .set(acked as i64);
+                win.skipped(last);
                 continue;
             }
-            let change = entry.change;
-            if shared.is_echo(&change) || (entry.seq <= backlog_until && superseded(&change)) {
-                acked = entry.seq;
+            if shared.is_echo(&entry.change)
+                || (entry.seq <= backlog_until && superseded(&entry.change))
+            {
+                win.skipped(entry.seq);
                 continue;
             }
-            // A refused update (an unknown subnet-id on the partner, say) is refused every time:
-            // like v6 (see `ship_v6`), give up on that one change after a few refusals rather than
-            // stop replication for good.
-            let mut refusals = 0u32;
-            loop {
-                match shared.policy(&peer.name) {
-                    ShipPolicy::Skip => {
-                        if !is_backup {
-                            shared.unsent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        break;
-                    }
-                    ShipPolicy::Queue => {
-                        std::thread::sleep(Duration::from_millis(50));
-                        if shared.stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        continue;
-                    }
-                    ShipPolicy::Send => {}
-                }
-                let cmd = match &change {
-                    LeaseChange::Put4(l) => wire::lease4_update(l),
-                    LeaseChange::Del4(a) => wire::lease4_del_addr(*a),
-                    _ => break,
-                };
-                match peer.post(&cmd, REQUEST_TIMEOUT) {
-                    Ok(a) if a.is_success() => {
-                        shared.metrics.shipped.get_or_create(&labels).inc();
-                        break;
-                    }
-                    Ok(a) => {
-                        tracing::warn!(peer = %peer.name, "lease update refused: {} ({})", a.text, a.result);
-                        shared.metrics.ship_failures.get_or_create(&labels).inc();
-                        refusals += 1;
-                        if refusals >= MAX_REFUSALS {
-                            tracing::warn!(peer = %peer.name, "partner refused a lease update {refusals} times: {} ({}); not sent again", a.text, a.result);
-                            if !is_backup {
-                                let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
-                            }
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %peer.name, "lease update failed: {e}");
-                        shared.metrics.ship_failures.get_or_create(&labels).inc();
-                    }
-                }
-                if !is_backup {
-                    let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
-                }
-                std::thread::sleep(Duration::from_millis(500));
+            let lane = match &entry.change {
+                LeaseChange::Put4(l) => u32::from(l.addr) as usize % lane_tx.len(),
+                LeaseChange::Del4(a) => u32::from(*a) as usize % lane_tx.len(),
+                _ => 0,
+            };
+            win.dispatched(entry.seq);
+            if lane_tx[lane].send((entry.seq, entry.change)).is_err() {
+                return;
             }
-            acked = entry.seq;
-            shared
-                .metrics
-                .acked_seq
-                .get_or_create(&labels)
-                .set(acked as i64);
         }
     }
-    save_seq(&state, acked);
+    save_seq(&state, win.acked());
+}
+
+/// Sends one v4 change until the peer acknowledges it, the policy says the partner resyncs
+/// instead (partner-down), or the peer refused it [`MAX_REFUSALS`] times.
+fn ship_v4(
+    peer: &PeerClient,
+    is_backup: bool,
+    change: &LeaseChange,
+    shared: &Shared,
+    tx: &SyncSender<Msg>,
+    labels: &PeerLabels,
+) {
+    // A refused update (an unknown subnet-id on the partner, say) is refused every time:
+    // like v6 (see `ship_v6`), give up on that one change after a few refusals rather than
+    // stop replication for good.
+    let mut refusals = 0u32;
+    loop {
+        match shared.policy(&peer.name) {
+            ShipPolicy::Skip => {
+                if !is_backup {
+                    shared.unsent.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            ShipPolicy::Queue => {
+                std::thread::sleep(Duration::from_millis(50));
+                if shared.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                continue;
+            }
+            ShipPolicy::Send => {}
+        }
+        let cmd = match change {
+            LeaseChange::Put4(l) => wire::lease4_update(l),
+            LeaseChange::Del4(a) => wire::lease4_del_addr(*a),
+            _ => return,
+        };
+        match peer.post(&cmd, REQUEST_TIMEOUT) {
+            Ok(a) if a.is_success() => {
+                shared.metrics.shipped.get_or_create(labels).inc();
+                return;
+            }
+            Ok(a) => {
+                tracing::warn!(peer = %peer.name, "lease update refused: {} ({})", a.text, a.result);
+                shared.metrics.ship_failures.get_or_create(labels).inc();
+                // Kea drops the parked reply when its update fails.
+                shared.sync.peer_failed(&peer.name);
+                refusals += 1;
+                if refusals >= MAX_REFUSALS {
+                    tracing::warn!(peer = %peer.name, "partner refused a lease update {refusals} times: {} ({}); not sent again", a.text, a.result);
+                    if !is_backup {
+                        let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
+                    }
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer.name, "lease update failed: {e}");
+                shared.metrics.ship_failures.get_or_create(labels).inc();
+                shared.sync.peer_failed(&peer.name);
+            }
+        }
+        if !is_backup {
+            let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
 }
 
 type JournalItem = Result<
@@ -1589,6 +1737,7 @@ fn ship_v6(
             }
             Ok(a) => {
                 shared.metrics.ship_failures.get_or_create(labels).inc();
+                shared.sync.peer_failed(&peer.name);
                 if !is_backup {
                     let _ = tx.try_send(Msg::RequestFailed { rel: 0 });
                 }
@@ -1615,6 +1764,7 @@ fn ship_v6(
             Err(e) => {
                 tracing::debug!(peer = %peer.name, "lease6-bulk-apply failed: {e}");
                 shared.metrics.ship_failures.get_or_create(labels).inc();
+                shared.sync.peer_failed(&peer.name);
             }
         }
         if !is_backup {
@@ -1684,4 +1834,185 @@ pub fn install_globals(dp: Arc<dyn Dataplane>, family: Family) {
 pub fn run_process(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
     install_globals(dp.clone(), opts.family);
     run(opts, dp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use xdhcp_config::model::HaPeer;
+    use xdhcp_dataplane::lease::journal::{Journal, JournalConfig};
+    use xdhcp_dataplane::lease::{HwAddr, IdBuf, Lease4, LeaseState};
+    use xdhcp_dataplane::syncrepl::gate::{gate_path, Gate, Slot};
+
+    fn lease(i: u32, cltt: u64) -> Lease4 {
+        Lease4 {
+            addr: Ipv4Addr::from(0x0a40_0000 + i),
+            hwaddr: HwAddr::ethernet([0, 0x0c, 0, 0, (i >> 8) as u8, i as u8]),
+            client_id: IdBuf::default(),
+            subnet_id: 1,
+            cltt,
+            valid_lft: 3600,
+            state: LeaseState::Assigned,
+            fqdn_fwd: false,
+            fqdn_rev: false,
+            hostname: None,
+        }
+    }
+
+    /// A fake Kea peer: answers every lease update after `delay`, several at once, and records
+    /// (address, cltt) in arrival order.
+    /// (address, cltt) of each update the fake peer received, in arrival order.
+    type Seen = Arc<Mutex<Vec<(String, u64)>>>;
+
+    fn fake_peer(delay: Duration) -> (String, Seen) {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}/", server.server_addr().to_ip().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..8 {
+            let (server, seen) = (server.clone(), seen.clone());
+            std::thread::spawn(move || {
+                while let Ok(mut rq) = server.recv() {
+                    let mut body = String::new();
+                    let _ = rq.as_reader().read_to_string(&mut body);
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let a = &v["arguments"];
+                    let addr = a["ip-address"].as_str().unwrap_or("").to_string();
+                    let cltt =
+                        a["expire"].as_u64().unwrap_or(0) - a["valid-lft"].as_u64().unwrap_or(0);
+                    std::thread::sleep(delay);
+                    seen.lock().unwrap().push((addr, cltt));
+                    let _ = rq.respond(tiny_http::Response::from_string(
+                        r#"[{"result": 0, "text": "ok"}]"#,
+                    ));
+                }
+            });
+        }
+        (url, seen)
+    }
+
+    fn peer(url: &str) -> HaPeer {
+        let u = url.trim_start_matches("http://").trim_end_matches('/');
+        let (host, port) = u.split_once(':').unwrap();
+        HaPeer {
+            name: "server2".into(),
+            url: url.into(),
+            host: host.into(),
+            port: port.parse().unwrap(),
+            tls: false,
+            role: HaRole::Standby,
+            auto_failover: true,
+            basic_auth_user: None,
+            basic_auth_password: None,
+            trust_anchor: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    /// Synchronous mode ships with several updates in flight (so throughput is not 1/RTT), keeps
+    /// the order of changes to one address, and publishes the contiguous acknowledged sequence to
+    /// the gate the dataplane waits on.
+    #[test]
+    fn lanes_pipeline_updates_and_publish_the_acked_prefix() {
+        let d = tempfile::tempdir().unwrap();
+        let jdir = d.path().join("l4.csv.journal");
+        let (j, _) = Journal::open(JournalConfig::new(&jdir)).unwrap();
+        let p = j.producer();
+        // 40 addresses, then a second change to each of the first 8 (order must hold per address).
+        for i in 0..40 {
+            p.try_push(LeaseChange::Put4(lease(i, 1_800_000_000)))
+                .unwrap();
+        }
+        for i in 0..8 {
+            p.try_push(LeaseChange::Put4(lease(i, 1_800_000_100)))
+                .unwrap();
+        }
+        let last = j.flush_blocking(Duration::from_secs(5)).unwrap();
+        assert_eq!(last, 48);
+
+        let delay = Duration::from_millis(20);
+        let (url, seen) = fake_peer(delay);
+        let dp_gate = Gate::open(&gate_path(&jdir)).unwrap();
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(),
+            policies: Mutex::new(HashMap::from([("server2".to_string(), ShipPolicy::Send)])),
+            echo: Mutex::new(VecDeque::new()),
+            stop: AtomicBool::new(false),
+            unsent: AtomicU64::new(0),
+            sync: SyncPublisher::new(Gate::open(&gate_path(&jdir)).unwrap(), Slot::V4),
+        });
+        shared.sync.set_must_ack("server2", true);
+        assert!(dp_gate.waiting());
+        let lanes: Vec<PeerClient> = (0..SYNC_LANES)
+            .map(|_| PeerClient::new(&peer(&url)).with_keep_alive(REQUEST_TIMEOUT))
+            .collect();
+        let (tx, _rx) = sync_channel::<Msg>(16);
+        let t0 = Instant::now();
+        let th = {
+            let (jdir, shared) = (jdir.clone(), shared.clone());
+            std::thread::spawn(move || replicate(&jdir, lanes, false, &shared, &tx))
+        };
+        while dp_gate.acked_seq() < last && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let took = t0.elapsed();
+        shared.stop.store(true, Ordering::Relaxed);
+        th.join().unwrap();
+        assert_eq!(dp_gate.acked_seq(), last, "gate reached the journal head");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 48);
+        // One at a time would take 48 × 20 ms = 960 ms.
+        assert!(
+            took < delay * 48 * 2 / 3,
+            "updates were not pipelined: {took:?} for 48 updates of {delay:?}"
+        );
+        for i in 0..8 {
+            let a = Ipv4Addr::from(0x0a40_0000 + i).to_string();
+            let order: Vec<u64> = seen.iter().filter(|s| s.0 == a).map(|s| s.1).collect();
+            assert_eq!(order, vec![1_800_000_000, 1_800_000_100], "order of {a}");
+        }
+        assert_eq!(load_seq(&seq_file(&jdir, "server2", Family::V4)), last);
+    }
+
+    /// A failed update of a peer that must acknowledge bumps the gate's failure generation, so
+    /// the dataplane drops what waits (as Kea drops a parked reply whose update failed).
+    #[test]
+    fn a_failed_update_tells_the_dataplane_to_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let dp_gate = Gate::open(&gate_path(d.path())).unwrap();
+        let shared = Shared {
+            metrics: Metrics::new(),
+            policies: Mutex::new(HashMap::from([("server2".to_string(), ShipPolicy::Send)])),
+            echo: Mutex::new(VecDeque::new()),
+            stop: AtomicBool::new(false),
+            unsent: AtomicU64::new(0),
+            sync: SyncPublisher::new(Gate::open(&gate_path(d.path())).unwrap(), Slot::V4),
+        };
+        shared.sync.set_must_ack("server2", true);
+        // Nothing listens on this port: the update fails at once; stop after the first retry.
+        let client = PeerClient::new(&peer("http://127.0.0.1:9/"));
+        let (tx, rx) = sync_channel::<Msg>(16);
+        let g0 = dp_gate.fail_gen();
+        {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    shared.stop.store(true, Ordering::Relaxed);
+                });
+                ship_v4(
+                    &client,
+                    false,
+                    &LeaseChange::Put4(lease(1, 1_800_000_000)),
+                    &shared,
+                    &tx,
+                    &PeerLabels {
+                        peer: "server2".into(),
+                    },
+                );
+            })
+        }
+        assert!(dp_gate.fail_gen() > g0);
+        assert!(matches!(rx.try_recv(), Ok(Msg::RequestFailed { .. })));
+    }
 }

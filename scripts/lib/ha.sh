@@ -165,7 +165,9 @@ ha_write_config() {
             pools='{ "pool": "'"$HA_POOL_FIRST - $HA_POOL_LAST"'" }'
         fi
     else
-        tuning='"user-context": { "xdhcp": { "workers": '"${XD_WORKERS:-1}"', "backend": "'"${XD_BACKEND:-socket}"'" } },'
+        # XD_REPLICATION: asynchronous (xdhcp's default) or synchronous (Kea's: the reply waits
+        # for the partner's ack; scripts/kea-interop uses it with a Kea partner).
+        tuning='"user-context": { "xdhcp": { "workers": '"${XD_WORKERS:-1}"', "backend": "'"${XD_BACKEND:-socket}"'", "replication": "'"${XD_REPLICATION:-asynchronous}"'" } },'
         if [[ "$mode" == load-balancing ]]; then
             # xdhcp owns half of the free addresses by itself; it serves only from server1's half-range
             # so that it never competes with Kea's server2 range.

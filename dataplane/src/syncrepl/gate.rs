@@ -15,18 +15,25 @@
 //! from the same `lease-database`). Either process creates it (`O_CREAT`, 4096 bytes, never
 //! truncated or unlinked), so a restart of either side keeps the other's mapping valid.
 //!
-//! | offset | word | writer | meaning |
-//! |---|---|---|---|
-//! | 0 | `magic` | creator | `"XDSG"` in the low 32 bits, [`GATE_VERSION`] in the high 32 |
-//! | 8 | `flags` | control | bit 0 [`FLAG_WAIT`]: replies that changed a lease must wait |
-//! | 16 | `acked_seq` | control | every peer that must acknowledge has acknowledged journal sequence numbers ≤ this |
-//! | 24 | `fail_gen` | control | bumped when such a peer failed an update: drop what waits |
-//! | 32 | `control_pid` | control | informational |
-//! | 40 | `control_epoch` | control | bumped each time a control process attaches |
+//! Word 0 is `magic`, written by the creator: `"XDSG"` in the low 32 bits, [`GATE_VERSION`] in the
+//! high 32. Then one slot of 8 words per control process: slot 0 at byte 64 for the DHCPv4 control
+//! process, slot 1 at byte 128 for the DHCPv6 one (a dual-stack server with HA in both families
+//! runs one control process per family over one journal):
 //!
-//! Control publishes `acked_seq` before it sets [`FLAG_WAIT`] and bumps `fail_gen` before it clears
-//! it; the dataplane drops (never sends) what waits when the flag is clear or `fail_gen` moved,
-//! as Kea drops a parked reply whose lease update failed. The numbering of `acked_seq` is the
+//! | slot offset | word | writer | meaning |
+//! |---|---|---|---|
+//! | 0 | `flags` | control | bit 0 [`FLAG_WAIT`]: replies that changed a lease must wait |
+//! | 8 | `acked_seq` | control | every peer that must acknowledge has acknowledged journal sequence numbers ≤ this |
+//! | 16 | `fail_gen` | control | bumped when such a peer failed an update: drop what waits |
+//! | 24 | `control_pid` | control | informational |
+//! | 32 | `control_epoch` | control | bumped each time a control process attaches |
+//!
+//! Control publishes `acked_seq` before it sets [`FLAG_WAIT`]; the dataplane drops (never sends)
+//! what waits when no flag is set or a `fail_gen` moved, as Kea drops a parked reply whose lease
+//! update failed. The dataplane combines the slots: it waits while any slot waits, for the lowest
+//! `acked_seq` of the slots that wait (each control process moves its cursor past the other
+//! family's entries without shipping them, so a v4 reply is not held by v6 acknowledgements, only
+//! until the v6 process has read past it). The numbering of `acked_seq` is the
 //! journal's sequence numbers: the same numbers `JournalReader` hands control and that the journal
 //! thread reports back to each producer (see `JournalProducer::write_progress`).
 
@@ -45,11 +52,21 @@ const SIZE: usize = 4096;
 pub const FLAG_WAIT: u64 = 1;
 
 const W_MAGIC: usize = 0;
-const W_FLAGS: usize = 1;
-const W_ACKED: usize = 2;
-const W_FAIL: usize = 3;
-const W_PID: usize = 4;
-const W_EPOCH: usize = 5;
+/// Word index of slot 0; a slot is 8 words.
+const W_SLOT0: usize = 8;
+const SLOTS: usize = 2;
+const W_FLAGS: usize = 0;
+const W_ACKED: usize = 1;
+const W_FAIL: usize = 2;
+const W_PID: usize = 3;
+const W_EPOCH: usize = 4;
+
+/// A control process's slot in the gate: by the family of its HA relationships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    V4 = 0,
+    V6 = 1,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -155,52 +172,73 @@ impl Gate {
 
     // ----- read by the dataplane -----
 
-    /// Whether replies that changed a lease must wait now.
+    fn s(&self, slot: usize, i: usize) -> &AtomicU64 {
+        self.w(W_SLOT0 + slot * 8 + i)
+    }
+
+    fn slot_waiting(&self, slot: usize) -> bool {
+        self.s(slot, W_FLAGS).load(Ordering::Acquire) & FLAG_WAIT != 0
+    }
+
+    /// Whether replies that changed a lease must wait now (any slot).
     #[inline]
     pub fn waiting(&self) -> bool {
-        self.w(W_FLAGS).load(Ordering::Acquire) & FLAG_WAIT != 0
+        (0..SLOTS).any(|i| self.slot_waiting(i))
     }
+
+    /// The lowest acknowledged sequence of the slots that wait (`u64::MAX` when none waits).
     #[inline]
     pub fn acked_seq(&self) -> u64 {
-        self.w(W_ACKED).load(Ordering::Acquire)
+        (0..SLOTS)
+            .filter(|&i| self.slot_waiting(i))
+            .map(|i| self.s(i, W_ACKED).load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
     }
+
+    /// Sum of the slots' failure generations: moves whenever one of them does.
     #[inline]
     pub fn fail_gen(&self) -> u64 {
-        self.w(W_FAIL).load(Ordering::Acquire)
+        (0..SLOTS)
+            .map(|i| self.s(i, W_FAIL).load(Ordering::Acquire))
+            .fold(0u64, u64::wrapping_add)
     }
-    pub fn control_epoch(&self) -> u64 {
-        self.w(W_EPOCH).load(Ordering::Acquire)
+
+    pub fn control_epoch(&self, slot: Slot) -> u64 {
+        self.s(slot as usize, W_EPOCH).load(Ordering::Acquire)
     }
 
     // ----- written by the control process -----
 
-    /// A control process attaches: records its pid and starts a new epoch. Nothing waits until
-    /// control sets the flag.
-    pub fn attach_control(&self) {
-        self.w(W_PID)
+    /// A control process attaches to its slot: records its pid and starts a new epoch. Nothing
+    /// waits for this slot until control sets the flag.
+    pub fn attach_control(&self, slot: Slot) {
+        let i = slot as usize;
+        self.s(i, W_PID)
             .store(u64::from(std::process::id()), Ordering::Release);
-        self.w(W_EPOCH).fetch_add(1, Ordering::AcqRel);
+        self.s(i, W_EPOCH).fetch_add(1, Ordering::AcqRel);
     }
 
     /// Publish how far every peer that must acknowledge has acknowledged. Control computes it as
     /// the minimum over those peers and stores it under one lock, so it never runs ahead of a
     /// peer that joined the set (it may go down when one does).
-    pub fn publish_acked(&self, seq: u64) {
-        self.w(W_ACKED).store(seq, Ordering::Release);
+    pub fn publish_acked(&self, slot: Slot, seq: u64) {
+        self.s(slot as usize, W_ACKED).store(seq, Ordering::Release);
     }
 
     /// Turn waiting on or off. Turning it off makes the dataplane drop what waits.
-    pub fn set_waiting(&self, on: bool) {
+    pub fn set_waiting(&self, slot: Slot, on: bool) {
+        let f = self.s(slot as usize, W_FLAGS);
         if on {
-            self.w(W_FLAGS).fetch_or(FLAG_WAIT, Ordering::AcqRel);
+            f.fetch_or(FLAG_WAIT, Ordering::AcqRel);
         } else {
-            self.w(W_FLAGS).fetch_and(!FLAG_WAIT, Ordering::AcqRel);
+            f.fetch_and(!FLAG_WAIT, Ordering::AcqRel);
         }
     }
 
     /// A peer that must acknowledge failed an update: what waits now is dropped.
-    pub fn partner_failed(&self) {
-        self.w(W_FAIL).fetch_add(1, Ordering::AcqRel);
+    pub fn partner_failed(&self, slot: Slot) {
+        self.s(slot as usize, W_FAIL).fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -222,17 +260,27 @@ mod tests {
         let control = Gate::open(&p).unwrap();
         let dp = Gate::open(&p).unwrap();
         assert!(!dp.waiting());
-        control.attach_control();
-        control.publish_acked(42);
-        control.set_waiting(true);
+        control.attach_control(Slot::V4);
+        control.publish_acked(Slot::V4, 42);
+        control.set_waiting(Slot::V4, true);
         assert!(dp.waiting());
         assert_eq!(dp.acked_seq(), 42);
         let g = dp.fail_gen();
-        control.partner_failed();
+        control.partner_failed(Slot::V4);
         assert_eq!(dp.fail_gen(), g + 1);
-        control.set_waiting(false);
+        // The DHCPv6 control process waits too, behind: the lower one counts; its failures too.
+        control.publish_acked(Slot::V6, 30);
+        control.set_waiting(Slot::V6, true);
+        assert_eq!(dp.acked_seq(), 30);
+        control.partner_failed(Slot::V6);
+        assert_eq!(dp.fail_gen(), g + 2);
+        control.set_waiting(Slot::V4, false);
+        assert!(dp.waiting());
+        assert_eq!(dp.acked_seq(), 30);
+        control.set_waiting(Slot::V6, false);
         assert!(!dp.waiting());
-        assert_eq!(dp.control_epoch(), 1);
+        assert_eq!(dp.control_epoch(Slot::V4), 1);
+        assert_eq!(dp.control_epoch(Slot::V6), 0);
     }
 
     #[test]

@@ -165,7 +165,7 @@ mod tests {
         let mut q = ParkQueue::new(8, 1000 * MS);
         q.park(1, 0, 0, 10).unwrap();
         q.park(3, 0, 0, 11).unwrap(); // a packet with two changes
-        // Nothing written yet: even a high acked seq releases nothing (the seq is unknown).
+                                      // Nothing written yet: even a high acked seq releases nothing (the seq is unknown).
         assert!(poll(&mut q, 1, &view(1000, 0, 0)).is_empty());
         // Push 1 written at seq ≤ 50; acked 49: wait.
         assert!(poll(&mut q, 2, &view(49, 1, 50)).is_empty());
