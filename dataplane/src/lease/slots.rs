@@ -187,7 +187,7 @@ pub struct Slots4 {
 impl Slots4 {
     pub fn new(units: usize) -> Slots4 {
         Slots4 {
-            slots: zeroed_slots(units),
+            slots: zeroed_boxed(units),
             occupied: (0..units.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -236,23 +236,121 @@ impl Slots4 {
     }
 }
 
-/// `n` empty slots, allocated zeroed so that untouched pages are never materialised.
-fn zeroed_slots(n: usize) -> Box<[Slot4]> {
-    if n == 0 {
-        return Box::new([]);
+/// The DHCPv4 client index: client-key hash → address, in a fixed open-addressed table of
+/// 64-byte buckets (8 entries of `tag << 32 | address`), lock-free.
+///
+/// It is a hint, as the store's client index always was: every hit is checked against the
+/// address's record under its lock, so a wrong answer costs only address affinity. That allows
+/// what a map keyed by the full identifier cannot: a lookup is one cache line (the key is
+/// reduced to a 64-bit hash: bucket bits and a 32-bit tag), nothing is ever allocated, and the
+/// table never grows — when a bucket and its neighbour are full a new entry replaces an old one,
+/// whose client then just looks new.
+pub struct ClientIndex4 {
+    buckets: Box<[Bucket]>,
+    mask: usize,
+}
+
+#[repr(C, align(64))]
+struct Bucket([AtomicU64; 8]);
+
+impl ClientIndex4 {
+    /// Room for about `expected` clients at a load of at most a half.
+    pub fn new(expected: usize) -> ClientIndex4 {
+        let n = (expected / 4).next_power_of_two().clamp(16, 1 << 22);
+        ClientIndex4 {
+            buckets: zeroed_boxed(n),
+            mask: n - 1,
+        }
     }
-    let layout = std::alloc::Layout::array::<Slot4>(n).expect("pool size fits in memory");
-    // SAFETY: `layout` has a non-zero size. All-zero bytes are a valid `Slot4` (an unlocked
-    // `AtomicU8` and a `Hot4` of integers and byte arrays). The pointer comes from the global
-    // allocator with exactly the layout `Box<[Slot4]>` frees with.
+
+    #[inline]
+    fn split(&self, hash: u64) -> (usize, u64) {
+        let tag = (hash >> 32).max(1);
+        (hash as usize & self.mask, tag)
+    }
+
+    #[inline]
+    fn probe(&self, home: usize) -> [&Bucket; 2] {
+        [&self.buckets[home], &self.buckets[(home + 1) & self.mask]]
+    }
+
+    /// The address last recorded for the key with this hash.
+    #[inline]
+    pub fn get(&self, hash: u64) -> Option<u32> {
+        let (home, tag) = self.split(hash);
+        for b in self.probe(home) {
+            for e in &b.0 {
+                let v = e.load(Ordering::Relaxed);
+                if v >> 32 == tag {
+                    return Some(v as u32);
+                }
+            }
+        }
+        None
+    }
+
+    /// Record `addr` for the key with this hash.
+    #[inline]
+    pub fn set(&self, hash: u64, addr: u32) {
+        let (home, tag) = self.split(hash);
+        let new = tag << 32 | u64::from(addr);
+        let buckets = self.probe(home);
+        for b in buckets {
+            for e in &b.0 {
+                let v = e.load(Ordering::Relaxed);
+                if v >> 32 == tag {
+                    if v != new {
+                        e.store(new, Ordering::Relaxed);
+                    }
+                    return;
+                }
+            }
+        }
+        for b in buckets {
+            for e in &b.0 {
+                if e.load(Ordering::Relaxed) == 0
+                    && e.compare_exchange(0, new, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+        }
+        // Both buckets full: replace an entry chosen by the tag.
+        buckets[0].0[(tag % 8) as usize].store(new, Ordering::Relaxed);
+    }
+}
+
+/// `n` zero-initialised values, allocated zeroed so that untouched pages are never materialised.
+///
+/// # Safety contract (checked by the callers' types)
+/// All-zero bytes must be a valid `T`: used only for `Slot4` and `Bucket` (atomics and integers).
+fn zeroed_boxed<T: ZeroValid>(n: usize) -> Box<[T]> {
+    if n == 0 {
+        return Vec::new().into_boxed_slice();
+    }
+    let layout = std::alloc::Layout::array::<T>(n).expect("table size fits in memory");
+    // SAFETY: `layout` has a non-zero size; `T: ZeroValid` promises all-zero bytes are a valid
+    // `T`. The pointer comes from the global allocator with exactly the layout `Box<[T]>` frees
+    // with.
     unsafe {
-        let p = std::alloc::alloc_zeroed(layout) as *mut Slot4;
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
         if p.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
         Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
     }
 }
+
+/// Types for which all-zero bytes are a valid value.
+///
+/// # Safety
+/// Implement only for types made of integers, atomics, byte arrays and `UnsafeCell`s of those.
+unsafe trait ZeroValid {}
+// SAFETY: an unlocked `AtomicU8` and a `Hot4` of integers and byte arrays.
+unsafe impl ZeroValid for Slot4 {}
+// SAFETY: eight `AtomicU64`s.
+unsafe impl ZeroValid for Bucket {}
 
 #[cfg(test)]
 mod tests {
@@ -300,5 +398,26 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(s.lock(0).valid_lft, 80_000);
+    }
+
+    #[test]
+    fn the_client_index_finds_what_was_set_and_stays_bounded() {
+        let ix = ClientIndex4::new(64);
+        let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for i in 0..40 {
+            ix.set(h(i), i as u32 + 1);
+        }
+        for i in 0..40 {
+            assert_eq!(ix.get(h(i)), Some(i as u32 + 1));
+        }
+        ix.set(h(3), 99);
+        assert_eq!(ix.get(h(3)), Some(99));
+        assert_eq!(ix.get(h(1000)), None);
+        // Far more keys than room: no growth, recent keys are found.
+        for i in 0..10_000 {
+            ix.set(h(i), 7);
+        }
+        assert_eq!(ix.get(h(9_999)), Some(7));
+        assert_eq!(ix.buckets.len(), 16);
     }
 }

@@ -17,8 +17,8 @@
 
 use super::alloc::PoolAlloc;
 use super::slots::{
-    encode_state, Hot4, SlotGuard, Slots4, CID_INLINE, F_CID_COLD, F_COLD, F_FQDN_FWD, F_FQDN_REV,
-    F_HOST,
+    encode_state, ClientIndex4, Hot4, SlotGuard, Slots4, CID_INLINE, F_CID_COLD, F_COLD,
+    F_FQDN_FWD, F_FQDN_REV, F_HOST,
 };
 use super::types::*;
 use crossbeam_utils::CachePadded;
@@ -165,6 +165,9 @@ pub struct LeaseStore {
     /// Dense v4 pools for the reclaimer: (pool, cumulative end in blocks of [`RECLAIM_BLOCK`]).
     reclaim_blocks4: Vec<(usize, usize)>,
     addrs6: Box<[Shard<(u128, Lease6Type), Lease6>]>,
+    /// DHCPv4 client index (a hint table, see [`ClientIndex4`]).
+    clients4: ClientIndex4,
+    /// DHCPv6 client index.
     clients: Box<[Shard<ClientKey, u128>]>,
     pools: Vec<PoolInfo>,
     /// Pool indexes sorted by first address, for address → pool lookups.
@@ -189,7 +192,6 @@ impl LeaseStore {
     pub fn new(pools: Vec<PoolInfo>, sizing: &StoreSizing) -> LeaseStore {
         let shards = sizing.shards.next_power_of_two().max(1);
         let hasher = Hasher::default();
-        let per_shard = sizing.expected_leases / shards + 16;
         let mut pools_by_first: Vec<usize> = (0..pools.len()).collect();
         pools_by_first.sort_by_key(|&i| pools[i].first);
         let slots4: Vec<Option<Slots4>> = pools
@@ -199,6 +201,10 @@ impl LeaseStore {
                     .then(|| Slots4::new(p.alloc.units() as usize))
             })
             .collect();
+        let v4_units = pools
+            .iter()
+            .filter(|p| p.v6_type.is_none())
+            .fold(0usize, |n, p| n.saturating_add(p.alloc.units() as usize));
         let mut reclaim_blocks4 = Vec::new();
         let mut end = 0;
         for (p, s) in slots4.iter().enumerate() {
@@ -214,7 +220,10 @@ impl LeaseStore {
             cold4: new_shards(shards, 16, &hasher),
             reclaim_blocks4,
             addrs6: new_shards(shards, 16, &hasher),
-            clients: new_shards(shards, per_shard, &hasher),
+            // Sized by the pools, not the capped estimate: the table never grows, and it is
+            // allocated zeroed, so unused room costs address space only.
+            clients4: ClientIndex4::new(sizing.expected_leases.max(v4_units)),
+            clients: new_shards(shards, 16, &hasher),
             hasher,
             shard_mask: shards - 1,
             pools,
@@ -280,15 +289,20 @@ impl LeaseStore {
 
     /// The lease recorded for this client key (any state), validated against the address index.
     pub fn get_by_client4(&self, key: &ClientKey) -> Option<Lease4> {
-        let addr = *self.clients[self.shard_of(key)].lock().get(key)?;
-        let l = self.lock4(addr as u32);
+        let addr = self.clients4.get(self.hasher.hash_one(key))?;
+        let l = self.lock4(addr);
         if !l.matches(key) {
             return None;
         }
         l.get()
     }
 
-    /// Point `key` at `addr` in the client index. A client renewing its own address is already
+    /// Point `key` at `a` in the v4 client index.
+    fn index_client4(&self, key: &ClientKey, a: u32) {
+        self.clients4.set(self.hasher.hash_one(key), a);
+    }
+
+    /// Point `key` at `addr` in the v6 client index. A client renewing its own address is already
     /// there: checked first, so the common case neither clones the key nor rewrites the entry.
     fn index_client(&self, key: &ClientKey, addr: u128) {
         let mut c = self.clients[self.shard_of(key)].lock();
@@ -335,7 +349,7 @@ impl LeaseStore {
         let prev = l.replace(lease);
         let version = stamp();
         // Leaf lock taken while holding the address: allowed by the lock order.
-        self.index_client(key, u128::from(a));
+        self.index_client4(key, a);
         Ok((prev, version))
     }
 
@@ -366,7 +380,7 @@ impl LeaseStore {
                 }
                 let lease = make(Ipv4Addr::from(a));
                 l.set(&lease);
-                self.index_client(key, u128::from(a));
+                self.index_client4(key, a);
                 return Ok(lease);
             }
         }
@@ -456,10 +470,10 @@ impl LeaseStore {
         l.replace(lease);
         let version = stamp();
         if key.kind == KeyKind::ClientId {
-            self.index_client(&key, u128::from(a));
+            self.index_client4(&key, a);
         }
         if !hw_key.id.is_empty() {
-            self.index_client(&hw_key, u128::from(a));
+            self.index_client4(&hw_key, a);
         }
         version
     }
