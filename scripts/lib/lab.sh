@@ -84,10 +84,6 @@ lab_create() {
     xd_need ip timeout pgrep
     lab_reap_stale
     LAB_DIR="$(mktemp -d "/tmp/xd-lab-${LAB_ID}.XXXXXX")"
-    # With autogroup scheduling (kernel.sched_autogroup_enabled=1), CPU time is shared between sessions
-    # first and nice only orders processes within a session: LAB_NICE alone does not lift the lab above a
-    # compiler running in another terminal. Give this session's group the same nice level (best effort).
-    if [[ -w /proc/self/autogroup ]]; then echo "$LAB_NICE" >/proc/self/autogroup 2>/dev/null || true; fi
     mkdir -p "$LAB_DIR/pids"
     trap 'lab_on_exit' EXIT
     trap 'lab_on_signal INT 130' INT
