@@ -10,10 +10,15 @@ capture of the servers' replies (tcpdump on the relay interface).
     ha_judge.py acks PCAP OUT
         Writes every ACK as "ts address chaddr server_ip" lines (for the duplicate check).
 
+    ha_judge.py replies6 PCAP OUT
+        Writes every address and prefix a DHCPv6 Reply granted (valid lifetime > 0) as "ts resource duid
+        server_ip" lines: what clients were really told, for the v6 duplicate check.
+
 The RFC 3074 mixing table is read from the workspace's only implementation of the hash
 (dataplane/src/engine/lb_hash.rs), so the judge and the servers cannot disagree about a client's bucket.
 """
 
+import ipaddress
 import os
 import re
 import struct
@@ -96,6 +101,45 @@ def takeover(pcap, kill_ts, survivor, mode, dead_bucket):
     return 0 if first is not None else 1
 
 
+def _v6_options(buf, off, end):
+    """Yield (code, value) of the DHCPv6 options in buf[off:end]."""
+    while off + 4 <= end:
+        code, ln = struct.unpack("!HH", buf[off : off + 4])
+        yield code, buf[off + 4 : min(off + 4 + ln, end)]
+        off += 4 + ln
+
+
+def replies6(pcap, out):
+    """Every resource granted by a DHCPv6 Reply (7) to a client (UDP port 546), with the client's DUID."""
+    with open(out, "w") as f:
+        for ts, fr in frames(pcap):
+            if len(fr) < 14 + 40 + 8 + 4 or struct.unpack("!H", fr[12:14])[0] != 0x86DD:
+                continue
+            ip = 14
+            if fr[ip + 6] != 17:  # no extension headers in the lab's replies
+                continue
+            src = ":".join(fr[ip + 8 + i : ip + 10 + i].hex() for i in range(0, 16, 2))
+            udp = ip + 40
+            if struct.unpack("!H", fr[udp + 2 : udp + 4])[0] != 546:
+                continue
+            msg = udp + 8
+            if fr[msg] != 7:
+                continue
+            duid, granted = None, []
+            for code, val in _v6_options(fr, msg + 4, len(fr)):
+                if code == 1:
+                    duid = val.hex(":")
+                elif code in (3, 25) and len(val) >= 12:  # IA_NA, IA_PD: iaid, T1, T2, options
+                    for sub, sv in _v6_options(val, 12, len(val)):
+                        if sub == 5 and len(sv) >= 24 and struct.unpack("!I", sv[20:24])[0] > 0:
+                            granted.append(sv[:16])
+                        elif sub == 26 and len(sv) >= 25 and struct.unpack("!I", sv[4:8])[0] > 0:
+                            granted.append(sv[9:25])
+            for a in granted:
+                f.write(f"{ts:.6f} {ipaddress.IPv6Address(bytes(a))} {duid} {src}\n")
+    return 0
+
+
 def acks(pcap, out):
     with open(out, "w") as f:
         for ts, mtype, yiaddr, chaddr, src, _cid in replies(pcap):
@@ -110,6 +154,8 @@ def main():
         return takeover(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5], bucket)
     if len(sys.argv) == 4 and sys.argv[1] == "acks":
         return acks(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 4 and sys.argv[1] == "replies6":
+        return replies6(sys.argv[2], sys.argv[3])
     sys.exit(__doc__)
 
 
