@@ -398,6 +398,8 @@ impl Server {
             Backend::Xdp => {
                 let xc = crate::backend::xdp::XdpBackendConfig::from_tuning(names.clone(), &tuning);
                 let b = crate::backend::xdp::XdpBackend::start(&xc, &make_handler)?;
+                // Socket and XDP program counters join statistic-get-all (kept across reloads).
+                current.load().stats.add_source(b.stats_source());
                 tracing::info!(interfaces = ?names, modes = ?b.attached(), queues = b.queues().len(), v4 = cfg.dhcp4.is_some(), v6 = cfg.dhcp6.is_some(), "serving DHCP with the AF_XDP backend");
                 RunningBackend::Xdp(b)
             }

@@ -176,6 +176,59 @@ fn echoes_dhcp_port_through_af_xdp_and_keeps_other_traffic_in_the_kernel() {
     assert_eq!(prog.get(Counter::PassNoSocket), 0, "{prog:?}");
     assert!(counts.ticks[0].load(Ordering::Relaxed) >= 1, "tick ran");
 
+    // The same counters as statistic-get-all lists them: socket (kernel and worker) and XDP
+    // program, per queue / interface and summed, so drops are attributable by name.
+    let mut listed = Vec::new();
+    backend.stats_source().collect(&mut listed);
+    let get = |name: &str| -> u64 {
+        listed
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} listed: {listed:?}"))
+            .1
+    };
+    let q0 = format!("xsk[{SRV_IF}/0]");
+    assert!(get(&format!("{q0}.rx-frames")) >= 20);
+    assert!(get(&format!("{q0}.replies")) >= q.replies);
+    assert_eq!(get("xdhcp-xsk-rx-frames"), get(&format!("{q0}.rx-frames")));
+    assert!(
+        get("xdhcp-xsk-tx-wakeups") >= 1,
+        "replies were kicked out with sendto"
+    );
+    for kernel in [
+        "rx-dropped",
+        "rx-invalid-descs",
+        "tx-invalid-descs",
+        "rx-ring-full",
+        "rx-fill-ring-empty-descs",
+    ] {
+        // 20 paced request/reply exchanges lose nothing in the socket.
+        assert_eq!(
+            get(&format!("xdhcp-xsk-{kernel}")),
+            0,
+            "{kernel}: {listed:?}"
+        );
+    }
+    // Not a drop: how often a TX wakeup found the ring already drained (listed for tuning).
+    let _ = get("xdhcp-xsk-tx-ring-empty-descs");
+    let steered = get(&format!("xdp[{SRV_IF}].steered-v4"));
+    assert!(steered >= 20, "{listed:?}");
+    assert_eq!(get("xdhcp-xdp-steered-v4"), steered);
+    assert_eq!(
+        steered,
+        get("xdhcp-xsk-rx-frames") + get("xdhcp-xsk-rx-dropped") + get("xdhcp-xsk-rx-ring-full"),
+        "every steered frame reached the worker or is counted as a socket drop"
+    );
+    assert!(get("xdhcp-xdp-pass-not-ip") >= 1, "ARP passed: {listed:?}");
+    assert!(get("xdhcp-xdp-pass-other-port") >= 1);
+    // Registered with the engine's statistics, they follow its listing.
+    let engine_stats = xdhcp_dataplane::engine::stats::Stats::default();
+    engine_stats.add_source(backend.stats_source());
+    let snap = engine_stats.snapshot();
+    assert!(snap
+        .iter()
+        .any(|(n, v)| n == "xdhcp-xdp-steered-v4" && *v == steered));
+
     backend.stop().expect("clean stop");
     assert_eq!(lab.srv_xdp_state(), "", "no XDP program left after stop");
     assert!(

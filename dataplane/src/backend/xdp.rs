@@ -20,10 +20,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use self::loader::{
-    AttachMode, AttachedMode, LoaderError, ProgramCounters, SteerPorts, XdpProgram,
+    AttachMode, AttachedMode, Counter, CountersReader, LoaderError, ProgramCounters, SteerPorts,
+    XdpProgram,
 };
 use self::sys::InterfaceInfo;
-use self::xsk::{BindMode, Frame, XdpDesc, XskConfig, XskError, XskSocket};
+use self::xsk::{BindMode, Frame, XdpDesc, XskConfig, XskError, XskSocket, XskStatsReader};
 use super::{FrameHandler, Now, RxContext};
 
 /// Ethernet header plus one VLAN tag: what a frame adds on top of the MTU.
@@ -171,6 +172,7 @@ pub struct QueueStats {
     tx_no_frame: AtomicU64,
     tx_wakeups: AtomicU64,
     tx_wakeup_errors: AtomicU64,
+    tx_wakeup_busy: AtomicU64,
     ticks: AtomicU64,
     kernel_rx_dropped: AtomicU64,
     kernel_rx_ring_full: AtomicU64,
@@ -193,6 +195,8 @@ pub struct QueueSnapshot {
     pub tx_no_frame: u64,
     pub tx_wakeups: u64,
     pub tx_wakeup_errors: u64,
+    /// TX wakeups the kernel answered EBUSY/ENOBUFS: a frame dropped on the way out.
+    pub tx_wakeup_busy: u64,
     pub ticks: u64,
     /// The kernel's drops on this socket (`XDP_STATISTICS`), read once a second.
     pub kernel_rx_dropped: u64,
@@ -212,6 +216,7 @@ impl QueueStats {
             tx_no_frame: r(&self.tx_no_frame),
             tx_wakeups: r(&self.tx_wakeups),
             tx_wakeup_errors: r(&self.tx_wakeup_errors),
+            tx_wakeup_busy: r(&self.tx_wakeup_busy),
             ticks: r(&self.ticks),
             kernel_rx_dropped: r(&self.kernel_rx_dropped),
             kernel_rx_ring_full: r(&self.kernel_rx_ring_full),
@@ -229,6 +234,7 @@ impl QueueStats {
         w(&self.tx_no_frame, s.tx_no_frame);
         w(&self.tx_wakeups, s.tx_wakeups);
         w(&self.tx_wakeup_errors, s.tx_wakeup_errors);
+        w(&self.tx_wakeup_busy, s.tx_wakeup_busy);
         w(&self.ticks, s.ticks);
         w(&self.kernel_rx_dropped, s.kernel_rx_dropped);
         w(&self.kernel_rx_ring_full, s.kernel_rx_ring_full);
@@ -253,6 +259,8 @@ struct Worker {
 pub struct XdpBackend {
     workers: Vec<Worker>,
     stats: Arc<[QueueStats]>,
+    /// What `statistic-get-all` reads (see [`XdpBackend::stats_source`]).
+    source: Arc<XdpStatsSource>,
     stop: Arc<AtomicBool>,
     /// Declared after the workers so that, on drop, threads are joined (sockets closed) before
     /// the programs are detached and their maps freed.
@@ -368,6 +376,8 @@ impl XdpBackend {
         let mut programs = Vec::with_capacity(ifaces.len());
         let mut sockets = Vec::new();
         let mut infos = Vec::new();
+        let mut sock_readers = Vec::new();
+        let mut prog_readers = Vec::new();
         for iface in &ifaces {
             let mut prog = XdpProgram::load(iface.rx_queues, cfg.ports)?;
             for queue in 0..iface.rx_queues {
@@ -381,6 +391,11 @@ impl XdpBackend {
                     }
                 })?;
                 prog.register_socket(queue, std::os::fd::AsRawFd::as_raw_fd(&sock))?;
+                sock_readers.push(sock.stats_reader().map_err(|e| XdpError::Socket {
+                    iface: iface.name.clone(),
+                    queue,
+                    source: XskError::Socket(e),
+                })?);
                 let worker = infos.len();
                 infos.push(QueueInfo {
                     worker,
@@ -414,14 +429,21 @@ impl XdpBackend {
                 socket_mode = if zc as u32 == iface.rx_queues { "zero-copy" } else if zc == 0 { "copy" } else { "mixed" },
                 "AF_XDP backend ready on interface"
             );
+            prog_readers.push((iface.name.clone(), prog.counters_reader()?));
             programs.push(prog);
         }
 
         let stop = Arc::new(AtomicBool::new(false));
         let stats: Arc<[QueueStats]> = (0..infos.len()).map(|_| QueueStats::default()).collect();
+        let source = Arc::new(XdpStatsSource {
+            queues: infos.iter().cloned().zip(sock_readers).collect(),
+            stats: Arc::clone(&stats),
+            programs: prog_readers,
+        });
         let mut backend = XdpBackend {
             workers: Vec::with_capacity(infos.len()),
             stats,
+            source,
             stop,
             programs,
             _memberships: memberships,
@@ -478,6 +500,14 @@ impl XdpBackend {
             programs.push((name, p.counters()?));
         }
         Ok(XdpStats { queues, programs })
+    }
+
+    /// The backend's counters for `statistic-get-all` (register with
+    /// [`crate::engine::stats::Stats::add_source`]): per socket the kernel's `XDP_STATISTICS`
+    /// and the worker's own counters, per interface the XDP program's per-CPU counters, each
+    /// also summed, so every drop between the wire and the engine has a name.
+    pub fn stats_source(&self) -> Arc<dyn crate::engine::stats::StatsSource> {
+        self.source.clone()
     }
 
     /// Whether every worker is still running (a worker only ends early by panicking).
@@ -693,6 +723,7 @@ fn run_worker(
         let c = sock.counters();
         local.tx_wakeups = c.tx_wakeups;
         local.tx_wakeup_errors = c.tx_wakeup_errors;
+        local.tx_wakeup_busy = c.tx_wakeup_busy;
         stats.publish(&local);
         maybe_tick(&mut *handler, &sock, now, &mut last_tick, &mut local, stats);
     }
@@ -728,4 +759,71 @@ fn maybe_tick(
         local.kernel_fill_empty = k.rx_fill_ring_empty_descs;
     }
     stats.publish(local);
+}
+
+/// The names [`XdpBackend::stats_source`] reports. Totals are `xdhcp-xsk-<counter>` and
+/// `xdhcp-xdp-<counter>`; per socket `xsk[<iface>/<queue>].<counter>`, per interface
+/// `xdp[<iface>].<counter>` (Kea's `subnet[1].<name>` style).
+struct XdpStatsSource {
+    queues: Vec<(QueueInfo, XskStatsReader)>,
+    stats: Arc<[QueueStats]>,
+    programs: Vec<(String, CountersReader)>,
+}
+
+/// `(name, value)` of every socket counter: the kernel's first, then the worker's.
+fn queue_counters(k: &xsk::XskKernelStats, q: &QueueSnapshot) -> [(&'static str, u64); 14] {
+    [
+        ("rx-dropped", k.rx_dropped),
+        ("rx-invalid-descs", k.rx_invalid_descs),
+        ("tx-invalid-descs", k.tx_invalid_descs),
+        ("rx-ring-full", k.rx_ring_full),
+        ("rx-fill-ring-empty-descs", k.rx_fill_ring_empty_descs),
+        ("tx-ring-empty-descs", k.tx_ring_empty_descs),
+        ("rx-frames", q.rx_frames),
+        ("replies", q.replies),
+        ("no-reply", q.no_reply),
+        ("bad-reply-len", q.bad_reply_len),
+        ("tx-ring-full", q.tx_ring_full),
+        ("tx-no-frame", q.tx_no_frame),
+        ("tx-wakeups", q.tx_wakeups),
+        ("tx-wakeup-busy", q.tx_wakeup_busy),
+    ]
+}
+
+impl crate::engine::stats::StatsSource for XdpStatsSource {
+    fn collect(&self, out: &mut Vec<(String, u64)>) {
+        let mut totals: Vec<(&'static str, u64)> = Vec::new();
+        for (info, reader) in &self.queues {
+            // A failed read (the socket is closing) reports zeros rather than nothing, so the
+            // set of names never changes under a reader.
+            let k = reader.read().unwrap_or_default();
+            let q = self.stats[info.worker].snapshot();
+            let cs = queue_counters(&k, &q);
+            if totals.is_empty() {
+                totals = cs.iter().map(|(n, _)| (*n, 0)).collect();
+            }
+            for ((name, v), t) in cs.iter().zip(totals.iter_mut()) {
+                t.1 += v;
+                out.push((format!("xsk[{}/{}].{name}", info.iface, info.queue), *v));
+            }
+        }
+        for (name, v) in totals {
+            out.push((format!("xdhcp-xsk-{name}"), v));
+        }
+        let mut prog_totals = [0u64; loader::COUNTER_COUNT];
+        for (iface, reader) in &self.programs {
+            let c = reader.read().unwrap_or_default();
+            for cnt in Counter::ALL {
+                let v = c.get(cnt);
+                prog_totals[cnt as usize] += v;
+                out.push((format!("xdp[{iface}].{}", cnt.name().replace('_', "-")), v));
+            }
+        }
+        for cnt in Counter::ALL {
+            out.push((
+                format!("xdhcp-xdp-{}", cnt.name().replace('_', "-")),
+                prog_totals[cnt as usize],
+            ));
+        }
+    }
 }

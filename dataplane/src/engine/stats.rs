@@ -1,5 +1,9 @@
 //! Packet statistics. Each worker owns its counters (relaxed atomics on its own cache lines, so
 //! counting costs no contention); readers sum them. Names follow Kea's `statistic-get-all`.
+//! Counters kept outside the engine — the AF_XDP sockets' kernel counters and the XDP program's
+//! per-CPU counters — join the same listing through a [`StatsSource`] the backend registers, so
+//! a drop anywhere on the path (XDP program, socket rings, worker, engine) is attributable from
+//! one `statistic-get-all`.
 
 use crate::wire::DropReason;
 use crossbeam_utils::CachePadded;
@@ -50,10 +54,17 @@ impl WorkerStats {
     }
 }
 
+/// Statistics kept outside the engine, read when someone asks (never on the hot path).
+pub trait StatsSource: Send + Sync {
+    /// Appends `(name, value)` pairs.
+    fn collect(&self, out: &mut Vec<(String, u64)>);
+}
+
 /// All workers' counters.
 #[derive(Default)]
 pub struct Stats {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
+    sources: Mutex<Vec<Arc<dyn StatsSource>>>,
 }
 
 /// Kea's `pkt6-*` names by DHCPv6 message type.
@@ -91,6 +102,12 @@ impl Stats {
     /// Take over another registry's counters (configuration reload keeps statistics).
     pub fn adopt(&self, other: &Stats) {
         *self.workers.lock() = other.workers.lock().clone();
+        *self.sources.lock() = other.sources.lock().clone();
+    }
+
+    /// Adds counters kept elsewhere (a backend's) to [`Stats::snapshot`].
+    pub fn add_source(&self, source: Arc<dyn StatsSource>) {
+        self.sources.lock().push(source);
     }
 
     fn sum(&self, f: &dyn Fn(&WorkerStats) -> u64) -> u64 {
@@ -155,6 +172,40 @@ impl Stats {
         }
         out.push(("pkt4-parse-failed".to_string(), malformed));
         out.push(("pkt4-receive-drop".to_string(), dropped));
+        let sources = self.sources.lock().clone();
+        for s in sources {
+            s.collect(&mut out);
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(u64);
+    impl StatsSource for Fixed {
+        fn collect(&self, out: &mut Vec<(String, u64)>) {
+            out.push(("xdhcp-test-counter".into(), self.0));
+        }
+    }
+
+    #[test]
+    fn sources_are_listed_and_survive_adopt() {
+        let a = Stats::default();
+        a.add_source(Arc::new(Fixed(7)));
+        let listed = |s: &Stats| {
+            s.snapshot()
+                .into_iter()
+                .filter(|(n, _)| n == "xdhcp-test-counter")
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&a), vec![7]);
+        let b = Stats::default();
+        assert!(listed(&b).is_empty());
+        b.adopt(&a);
+        assert_eq!(listed(&b), vec![7], "a reload keeps the backend's counters");
     }
 }

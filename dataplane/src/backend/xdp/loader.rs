@@ -301,6 +301,24 @@ impl XdpProgram {
         Ok(ProgramCounters(out))
     }
 
+    /// A reader of the counters that other threads can keep (a duplicate of the map's fd): how
+    /// the control socket's `statistic-get-all` reads them while the backend owns the program.
+    pub fn counters_reader(&self) -> Result<CountersReader, LoaderError> {
+        let map = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or_else(|| missing(COUNTERS_MAP))?;
+        let aya::maps::Map::PerCpuArray(data) = map else {
+            return Err(missing(COUNTERS_MAP));
+        };
+        let fd = std::os::fd::AsFd::as_fd(data.fd())
+            .try_clone_to_owned()
+            .map_err(|e| LoaderError::Load(Box::new(e)))?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| LoaderError::Load(format!("{what}: {e}").into()))?;
+        Ok(CountersReader { fd, cpus })
+    }
+
     /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` and returns its XDP action
     /// (`XDP_PASS` = 2, `XDP_REDIRECT` = 4, ...). Counters update as for a real frame.
     pub fn test_run(&self, frame: &[u8]) -> Result<u32, LoaderError> {
@@ -364,6 +382,61 @@ impl XdpProgram {
     /// The interface and mode this program is attached to.
     pub fn attached(&self) -> Option<(&str, AttachedMode)> {
         self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
+    }
+}
+
+/// Reads the program's per-CPU counters through its own duplicate of the map's fd, so it is
+/// `Send + Sync` and outlives nothing it should not: once the program is unloaded the map stays
+/// readable (frozen) until the reader is dropped.
+#[derive(Debug)]
+pub struct CountersReader {
+    fd: std::os::fd::OwnedFd,
+    cpus: usize,
+}
+
+/// `union bpf_attr` as `BPF_MAP_LOOKUP_ELEM` reads it.
+#[repr(C)]
+struct BpfMapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+impl CountersReader {
+    /// Counters summed over CPUs (one `bpf(2)` lookup per counter).
+    pub fn read(&self) -> io::Result<ProgramCounters> {
+        let mut out = [0u64; COUNTER_COUNT];
+        // Per-CPU values are 8-byte slots, one per possible CPU. Read off the hot path only.
+        let mut per_cpu = vec![0u64; self.cpus.max(1)];
+        for (i, o) in out.iter_mut().enumerate() {
+            let key = i as u32;
+            let attr = BpfMapElemAttr {
+                map_fd: std::os::fd::AsRawFd::as_raw_fd(&self.fd) as u32,
+                _pad: 0,
+                key: (&key as *const u32) as u64,
+                value: per_cpu.as_mut_ptr() as u64,
+                flags: 0,
+            };
+            // SAFETY: `attr` points at a live key and a value buffer sized for every possible
+            // CPU, as the kernel requires for a per-CPU array lookup.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_ELEM,
+                    &attr as *const BpfMapElemAttr,
+                    std::mem::size_of::<BpfMapElemAttr>(),
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *o = per_cpu.iter().sum();
+        }
+        Ok(ProgramCounters(out))
     }
 }
 

@@ -409,6 +409,9 @@ pub struct XskCounters {
     pub tx_wakeups: u64,
     /// `sendto` failed with something other than "try again".
     pub tx_wakeup_errors: u64,
+    /// `sendto` said EBUSY or ENOBUFS: the kernel dropped a frame on the way out (the device
+    /// refused it, e.g. veth's ring towards the peer was full) or had no memory for it.
+    pub tx_wakeup_busy: u64,
 }
 
 /// One AF_XDP socket with its own UMEM, bound to one queue of one interface.
@@ -645,22 +648,15 @@ impl XskSocket {
 
     /// The kernel's drop counters for this socket.
     pub fn kernel_stats(&self) -> io::Result<XskKernelStats> {
-        let mut st = XskKernelStats::default();
-        let mut len = std::mem::size_of::<XskKernelStats>() as libc::socklen_t;
-        // SAFETY: the kernel writes at most `len` bytes into `st`.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                SOL_XDP,
-                XDP_STATISTICS,
-                (&mut st as *mut XskKernelStats).cast(),
-                &mut len,
-            )
-        };
-        if r != 0 {
-            return Err(last_err());
-        }
-        Ok(st)
+        xdp_statistics(self.fd.as_raw_fd())
+    }
+
+    /// A reader of [`XskSocket::kernel_stats`] for another thread (a duplicate of the socket's
+    /// fd: `getsockopt` does not touch the rings, so it is safe while the owner drives them).
+    pub fn stats_reader(&self) -> io::Result<XskStatsReader> {
+        Ok(XskStatsReader {
+            fd: self.fd.try_clone()?,
+        })
     }
 
     /// Lends free frames to the kernel for RX, keeping enough in the pool for a full TX ring so
@@ -876,6 +872,7 @@ impl XskSocket {
                     // on the next flush rather than spin here.
                     Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) => {
                         if e.raw_os_error() != Some(libc::EAGAIN) {
+                            self.counters.tx_wakeup_busy += 1;
                             break;
                         }
                     }
@@ -902,6 +899,12 @@ impl XskSocket {
         n
     }
 
+    /// Whether received frames wait in the RX ring (one shared-index load when the cached view
+    /// is empty).
+    pub fn rx_pending(&mut self) -> bool {
+        self.rx.cons_available(1) > 0
+    }
+
     /// Blocks until a frame is received or `timeout_ms` passes (also performs the fill-ring
     /// wakeup a zero-copy driver may be waiting for). Returns whether frames are ready.
     pub fn poll_rx(&mut self, timeout_ms: i32) -> io::Result<bool> {
@@ -923,6 +926,37 @@ impl XskSocket {
             return Err(e);
         }
         Ok(self.rx.cons_available(1) > 0)
+    }
+}
+
+fn xdp_statistics(fd: RawFd) -> io::Result<XskKernelStats> {
+    let mut st = XskKernelStats::default();
+    let mut len = std::mem::size_of::<XskKernelStats>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `st`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_STATISTICS,
+            (&mut st as *mut XskKernelStats).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(last_err());
+    }
+    Ok(st)
+}
+
+/// Reads one socket's `XDP_STATISTICS` from any thread (see [`XskSocket::stats_reader`]).
+#[derive(Debug)]
+pub struct XskStatsReader {
+    fd: OwnedFd,
+}
+
+impl XskStatsReader {
+    pub fn read(&self) -> io::Result<XskKernelStats> {
+        xdp_statistics(self.fd.as_raw_fd())
     }
 }
 
