@@ -12,7 +12,7 @@
 use crate::frames::{
     client_mac, parse_reply, Fields, Kind, Templates, MSG_ACK, MSG_NAK, MSG_OFFER,
 };
-use crate::port::{mono_ns, Port};
+use crate::port::{idle_wait, mono_ns, next_due_ns, Port};
 use crate::stats::{Counters, Latency, Report, RunInfo};
 use crate::track::{Mismatch, Stage, Table};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -359,13 +359,11 @@ impl<'t> Generator<'t> {
                 idle += 1;
                 if idle >= IDLE_SPINS {
                     idle = 0;
-                    // Closed loop with a full window waits for a reply; open loop only yields,
-                    // since its next exchange may be due within microseconds.
-                    if cfg.rate == 0 || !running {
-                        port.wait(1);
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    // Closed loop (or draining) waits for a reply; open loop sleeps until its
+                    // next exchange is due, or a reply arrives.
+                    let due =
+                        (cfg.rate > 0 && running).then(|| next_due_ns(t0, launched, cfg.rate));
+                    idle_wait(port, mono_ns(), due);
                 }
             } else {
                 idle = 0;

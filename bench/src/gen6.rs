@@ -18,7 +18,7 @@ use crate::frames6::{
     parse_reply6, Fields6, Kind6, Templates6, CLIENT_PORT, MAX_DUID, MSG_ADVERTISE, MSG_REPLY,
 };
 use crate::gen::GenConfig;
-use crate::port::{mono_ns, Port};
+use crate::port::{idle_wait, mono_ns, next_due_ns, Port};
 use crate::stats::{Counters, Latency, Report, RunInfo};
 use crate::track::{Mismatch, Stage, Table};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -293,11 +293,11 @@ impl<'t> Generator6<'t> {
                 idle += 1;
                 if idle >= IDLE_SPINS {
                     idle = 0;
-                    if cfg.rate == 0 || !running {
-                        port.wait(1);
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    // Closed loop (or draining) waits for a reply; open loop sleeps until its
+                    // next exchange is due, or a reply arrives.
+                    let due =
+                        (cfg.rate > 0 && running).then(|| next_due_ns(t0, launched, cfg.rate));
+                    idle_wait(port, mono_ns(), due);
                 }
             } else {
                 idle = 0;

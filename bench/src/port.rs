@@ -30,6 +30,71 @@ pub trait Port {
         let _ = timeout_ms;
         std::thread::yield_now();
     }
+    /// As [`Port::wait`], with a timeout in nanoseconds: an open-loop generator sleeps until its
+    /// next exchange is due (or a reply arrives) instead of spinning or yielding, so on a shared
+    /// core it leaves the CPU idle between sends. With the timer slack at 1 ns
+    /// ([`fine_timer_slack`]) the wakeup is a few microseconds late at most.
+    fn wait_ns(&mut self, timeout_ns: u64) {
+        self.wait(timeout_ns.div_ceil(1_000_000).min(i32::MAX as u64) as i32);
+    }
+}
+
+/// What the generator loop does when an iteration found nothing to receive or send: with an
+/// exchange due at `next_due` (open loop), sleep until then, but at least [`MIN_SLEEP_NS`] (a
+/// reply ends the sleep earlier), so at high rates the open loop sends micro-bursts of
+/// rate × 20 µs exchanges rather than spinning between sends; with nothing due (closed loop with
+/// a full window, or draining at the end), sleep until a reply arrives, 1 ms at most.
+///
+/// Why not spin or `sched_yield`: on a core shared with other work, a yield hands the CPU to
+/// another task for a whole scheduler slice (milliseconds with HZ=250 and no preemption), which
+/// showed up as millisecond latencies and RX ring overflows at a few percent load; and a
+/// real-time generator that never sleeps is throttled by the kernel's fair server (50 ms of every
+/// second for other tasks), which blew up the p99 of the half-rate row.
+pub fn idle_wait<P: Port + ?Sized>(port: &mut P, now: u64, next_due: Option<u64>) {
+    match next_due {
+        Some(due) => port.wait_ns(due.max(now + MIN_SLEEP_NS) - now),
+        None => port.wait_ns(1_000_000),
+    }
+}
+
+/// The shortest open-loop sleep: below it a sleep costs about as much as it saves.
+pub const MIN_SLEEP_NS: u64 = 20_000;
+
+/// When the open loop's next exchange is due: the one after `launched`, at `rate` per second
+/// from `t0`.
+pub fn next_due_ns(t0: u64, launched: u64, rate: u64) -> u64 {
+    if rate == 0 {
+        return u64::MAX;
+    }
+    t0 + ((u128::from(launched) + 1) * 1_000_000_000 / u128::from(rate)) as u64
+}
+
+/// Sets this thread's timer slack to 1 ns (default 50 µs for normal tasks): the open loop's
+/// short sleeps then end when asked. Best effort.
+pub fn fine_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only affects this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Sleeps in `ppoll` on `fds` (POLLIN) for at most `timeout_ns`.
+fn ppoll_in(fds: &mut [libc::pollfd], timeout_ns: u64) {
+    for p in fds.iter_mut() {
+        p.events = libc::POLLIN;
+        p.revents = 0;
+    }
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `fds` is a valid array for the call; `ts` lives across it; no signal mask.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
 }
 
 /// AF_XDP on every rx queue of one interface, with the xdhcp XDP program steering UDP
@@ -42,6 +107,8 @@ pub struct XdpPort {
     queued: usize,
     batch: usize,
     mode: String,
+    /// One entry per socket, for `wait_ns` (allocated once).
+    pollfds: Vec<libc::pollfd>,
     // Declared last: sockets close before the program is detached.
     _prog: XdpProgram,
 }
@@ -120,7 +187,16 @@ impl XdpPort {
             socks.len(),
             if socks.len() == 1 { "" } else { "s" }
         );
+        let pollfds = socks
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         Ok(XdpPort {
+            pollfds,
             socks,
             descs: vec![XdpDesc::default(); cfg.batch],
             tx_sock: 0,
@@ -210,11 +286,16 @@ impl Port for XdpPort {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        if self.socks.len() == 1 {
-            let _ = self.socks[0].poll_rx(timeout_ms);
-        } else {
-            std::thread::yield_now();
+        self.wait_ns(u64::try_from(timeout_ms).unwrap_or(0) * 1_000_000);
+    }
+
+    fn wait_ns(&mut self, timeout_ns: u64) {
+        // Replies may already be waiting in a ring (the poll below would return at once too,
+        // but this saves the system call).
+        if self.socks.iter_mut().any(|s| s.rx_pending()) {
+            return;
         }
+        ppoll_in(&mut self.pollfds, timeout_ns);
     }
 }
 
@@ -503,13 +584,16 @@ impl Port for PacketPort {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let mut pfd = libc::pollfd {
+        self.wait_ns(u64::try_from(timeout_ms).unwrap_or(0) * 1_000_000);
+    }
+
+    fn wait_ns(&mut self, timeout_ns: u64) {
+        let mut pfd = [libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        }];
+        ppoll_in(&mut pfd, timeout_ns);
     }
 }
 

@@ -143,6 +143,8 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    // The loop runs on this thread and sleeps in short, exact waits between open-loop sends.
+    xdhcp_bench::port::fine_timer_slack();
     if let Err(e) = run(Args::parse()) {
         eprintln!("xdhcp-loadgen: {e:#}");
         std::process::exit(1);
