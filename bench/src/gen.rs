@@ -64,7 +64,7 @@ impl Default for GenConfig {
 }
 
 /// Receive batches taken per loop iteration at most (bounded so sending is never starved either).
-const RX_ROUNDS: usize = 8;
+pub(crate) const RX_ROUNDS: usize = 8;
 
 /// Empty iterations before the loop sleeps or yields.
 const IDLE_SPINS: u32 = 32;
@@ -313,154 +313,166 @@ impl<'t> Generator<'t> {
 
     /// Runs the whole measurement on `port` and returns the report.
     pub fn run<P: Port>(&mut self, port: &mut P, stop: &AtomicBool) -> Report {
-        let cfg = self.cfg.clone();
-        let cpu0 = crate::port::thread_cpu_ns();
-        let t0 = mono_ns();
-        let measure_start = t0 + cfg.warmup_ns;
-        let end = measure_start + cfg.duration_ns;
-        let mut launched: u64 = 0; // open loop pacing, counted from measure start back to t0
-        let mut last_expire = t0;
-        let mut stopped_at = None;
-        let mut idle = 0u32;
-        let batch = cfg.batch.max(1);
-        let timeout = cfg.timeout_ns;
-        loop {
-            let now = mono_ns();
-            // Drain replies before sending more: a generator that falls behind must not starve its
-            // own RX ring (open loop would otherwise send ever more while replies overflow).
-            let sent_before = self.counters.sent;
-            let mut got = 0;
-            for _ in 0..RX_ROUNDS {
-                let n = port.recv(batch, &mut |f: &[u8]| self.on_frame(f, now));
-                got += n;
-                if n < batch {
-                    break;
-                }
+        run_loop(self, port, stop)
+    }
+}
+
+impl Exchanges for Generator<'_> {
+    fn cfg(&self) -> &GenConfig {
+        &self.cfg
+    }
+    fn window(&self) -> usize {
+        self.cfg.window
+    }
+    fn on_frame(&mut self, frame: &[u8], now: u64) {
+        Generator::on_frame(self, frame, now)
+    }
+    fn send_pending<P: Port>(&mut self, port: &mut P, now: u64) {
+        Generator::send_pending(self, port, now)
+    }
+    fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64 {
+        Generator::start_new(self, port, n, now, measured)
+    }
+    fn state(&mut self) -> (&mut Table, &mut Counters, &Latency) {
+        (&mut self.table, &mut self.counters, &self.latency)
+    }
+    fn mode_name(&self) -> String {
+        match self.cfg.mode {
+            Mode::Dora if self.cfg.renew_pct > 0 => "dora+renew",
+            Mode::Dora => "dora",
+            Mode::Echo => "echo",
+        }
+        .to_string()
+    }
+}
+
+/// One protocol's exchanges, as [`run_loop`] drives them: DHCPv4 (DORA, renewals, echo) in
+/// [`Generator`], DHCPv6 (SOLICIT/ADVERTISE/REQUEST/REPLY) in [`crate::gen6::Generator6`].
+pub(crate) trait Exchanges {
+    fn cfg(&self) -> &GenConfig;
+    /// Exchanges in flight at most in closed loop.
+    fn window(&self) -> usize;
+    /// Handles one received frame at time `now`.
+    fn on_frame(&mut self, frame: &[u8], now: u64);
+    /// Sends the follow-up requests queued by `on_frame`; keeps what the port could not take.
+    fn send_pending<P: Port>(&mut self, port: &mut P, now: u64);
+    /// Starts up to `n` new exchanges; returns how many were started (or skipped because the
+    /// window was full, in open loop, which also counts as handled).
+    fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64;
+    /// The exchange table, the counters and the latency histogram.
+    fn state(&mut self) -> (&mut Table, &mut Counters, &Latency);
+    /// The run's mode as the report names it.
+    fn mode_name(&self) -> String;
+}
+
+/// The measurement loop both families share; see the module documentation.
+pub(crate) fn run_loop<G: Exchanges, P: Port>(
+    g: &mut G,
+    port: &mut P,
+    stop: &AtomicBool,
+) -> Report {
+    let cfg = g.cfg().clone();
+    let cpu0 = crate::port::thread_cpu_ns();
+    let t0 = mono_ns();
+    let measure_start = t0 + cfg.warmup_ns;
+    let end = measure_start + cfg.duration_ns;
+    let mut launched: u64 = 0; // open loop pacing, counted from measure start back to t0
+    let mut last_expire = t0;
+    let mut stopped_at = None;
+    let mut idle = 0u32;
+    let batch = cfg.batch.max(1);
+    let timeout = cfg.timeout_ns;
+    loop {
+        let now = mono_ns();
+        // Drain replies before sending more: a generator that falls behind must not starve its
+        // own RX ring (open loop would otherwise send ever more while replies overflow).
+        let sent_before = g.state().1.sent;
+        let mut got = 0;
+        for _ in 0..RX_ROUNDS {
+            let n = port.recv(batch, &mut |f: &[u8]| g.on_frame(f, now));
+            got += n;
+            if n < batch {
+                break;
             }
-            self.send_pending(port, now);
-            let running = now < end && !stop.load(Ordering::Relaxed);
-            if running {
-                let measured = now >= measure_start;
-                let want = if cfg.rate == 0 {
-                    (cfg.window.saturating_sub(self.table.busy())) as u64
-                } else {
-                    let due = (u128::from(now - t0) * u128::from(cfg.rate) / 1_000_000_000) as u64;
-                    due.saturating_sub(launched)
-                };
-                let n = want.min(batch as u64);
-                if n > 0 {
-                    launched += self.start_new(port, n, now, measured);
-                }
-            } else if stopped_at.is_none() {
-                stopped_at = Some(now);
-            }
-            port.flush();
-            if got == 0 && self.counters.sent == sent_before {
-                idle += 1;
-                if idle >= IDLE_SPINS {
-                    idle = 0;
-                    // Closed loop (or draining) waits for a reply; open loop sleeps until its
-                    // next exchange is due, or a reply arrives.
-                    let due =
-                        (cfg.rate > 0 && running).then(|| next_due_ns(t0, launched, cfg.rate));
-                    idle_wait(port, mono_ns(), due);
-                }
+        }
+        g.send_pending(port, now);
+        let running = now < end && !stop.load(Ordering::Relaxed);
+        if running {
+            let measured = now >= measure_start;
+            let want = if cfg.rate == 0 {
+                (g.window().saturating_sub(g.state().0.busy())) as u64
             } else {
-                idle = 0;
+                let due = (u128::from(now - t0) * u128::from(cfg.rate) / 1_000_000_000) as u64;
+                due.saturating_sub(launched)
+            };
+            let n = want.min(batch as u64);
+            if n > 0 {
+                launched += g.start_new(port, n, now, measured);
             }
-            if now - last_expire >= 1_000_000 {
-                last_expire = now;
-                let c = &mut self.counters;
-                // A slice per millisecond: every slot is looked at within ~32 ms.
-                let slice = (self.table.capacity() / 32).max(64);
-                self.table.expire_some(now, timeout, slice, &mut |s| {
+        } else if stopped_at.is_none() {
+            stopped_at = Some(now);
+        }
+        port.flush();
+        let (table, c, _) = g.state();
+        if got == 0 && c.sent == sent_before {
+            idle += 1;
+            if idle >= IDLE_SPINS {
+                idle = 0;
+                // Closed loop (or draining) waits for a reply; open loop sleeps until its
+                // next exchange is due, or a reply arrives.
+                let due = (cfg.rate > 0 && running).then(|| next_due_ns(t0, launched, cfg.rate));
+                idle_wait(port, mono_ns(), due);
+            }
+        } else {
+            idle = 0;
+        }
+        if now - last_expire >= 1_000_000 {
+            last_expire = now;
+            // A slice per millisecond: every slot is looked at within ~32 ms.
+            let slice = (table.capacity() / 32).max(64);
+            table.expire_some(now, timeout, slice, &mut |s| {
+                if s.measured {
+                    c.timeouts += 1;
+                }
+            });
+        }
+        if let Some(at) = stopped_at {
+            if table.busy() == 0 {
+                break;
+            }
+            if now - at > timeout + 10_000_000 {
+                table.expire(u64::MAX, 0, &mut |s| {
                     if s.measured {
                         c.timeouts += 1;
                     }
                 });
-            }
-            if let Some(at) = stopped_at {
-                if self.table.busy() == 0 {
-                    break;
-                }
-                if now - at > timeout + 10_000_000 {
-                    let c = &mut self.counters;
-                    self.table.expire(u64::MAX, 0, &mut |s| {
-                        if s.measured {
-                            c.timeouts += 1;
-                        }
-                    });
-                    break;
-                }
+                break;
             }
         }
-        let stop_ns = stopped_at.unwrap_or_else(mono_ns);
-        let measured_s = stop_ns.saturating_sub(measure_start).min(cfg.duration_ns) as f64 / 1e9;
-        let total_s = stop_ns.saturating_sub(t0) as f64 / 1e9;
-        let mode = match cfg.mode {
-            Mode::Dora if cfg.renew_pct > 0 => "dora+renew",
-            Mode::Dora => "dora",
-            Mode::Echo => "echo",
-        };
-        let run = RunInfo {
-            mode: mode.to_string(),
-            io: port.describe(),
-            duration_s: measured_s,
-            target_rate: cfg.rate,
-            window: self.table.capacity() as u64,
-            total_s,
-            gen_cpu_s: crate::port::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9,
-        };
-        Report::new(&run, self.counters, &self.latency)
     }
+    let stop_ns = stopped_at.unwrap_or_else(mono_ns);
+    let measured_s = stop_ns.saturating_sub(measure_start).min(cfg.duration_ns) as f64 / 1e9;
+    let total_s = stop_ns.saturating_sub(t0) as f64 / 1e9;
+    let mode = g.mode_name();
+    let (table, c, latency) = g.state();
+    let run = RunInfo {
+        mode,
+        io: port.describe(),
+        duration_s: measured_s,
+        target_rate: cfg.rate,
+        window: table.capacity() as u64,
+        total_s,
+        gen_cpu_s: crate::port::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9,
+    };
+    Report::new(&run, *c, latency)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::frames::{Addressing, FRAME_LEN};
-    use std::collections::VecDeque;
+    use crate::port::MemoryPort;
     use std::net::Ipv4Addr;
-
-    /// A port that loops frames through a fake server in memory.
-    struct Loop {
-        out: VecDeque<Vec<u8>>,
-        queued: Vec<Vec<u8>>,
-        server: fn(&[u8]) -> Option<Vec<u8>>,
-        cap: usize,
-    }
-
-    impl Port for Loop {
-        fn send(&mut self, write: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-            if self.queued.len() >= self.cap {
-                return false;
-            }
-            let mut b = vec![0u8; 2048];
-            let n = write(&mut b);
-            b.truncate(n);
-            self.queued.push(b);
-            true
-        }
-        fn flush(&mut self) {
-            for f in self.queued.drain(..) {
-                if let Some(r) = (self.server)(&f) {
-                    self.out.push_back(r);
-                }
-            }
-        }
-        fn recv(&mut self, max: usize, on: &mut dyn FnMut(&[u8])) -> usize {
-            let mut n = 0;
-            while n < max {
-                let Some(f) = self.out.pop_front() else { break };
-                on(&f);
-                n += 1;
-            }
-            n
-        }
-        fn describe(&self) -> String {
-            "memory".into()
-        }
-    }
 
     const SRV: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 1);
 
@@ -493,12 +505,8 @@ mod tests {
     fn run(cfg: GenConfig, server: fn(&[u8]) -> Option<Vec<u8>>) -> Report {
         let t = templates();
         let mut g = Generator::new(cfg, &t);
-        let mut p = Loop {
-            out: VecDeque::new(),
-            queued: Vec::new(),
-            server,
-            cap: 16,
-        };
+        let mut server = server;
+        let mut p = MemoryPort::new(&mut server, 16);
         g.run(&mut p, &AtomicBool::new(false))
     }
 

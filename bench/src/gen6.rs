@@ -17,16 +17,12 @@ use crate::frames::client_mac;
 use crate::frames6::{
     parse_reply6, Fields6, Kind6, Templates6, CLIENT_PORT, MAX_DUID, MSG_ADVERTISE, MSG_REPLY,
 };
-use crate::gen::GenConfig;
-use crate::port::{idle_wait, mono_ns, next_due_ns, Port};
-use crate::stats::{Counters, Latency, Report, RunInfo};
+use crate::gen::{run_loop, Exchanges, GenConfig, RX_ROUNDS};
+use crate::port::Port;
+use crate::stats::{Counters, Latency, Report};
 use crate::track::{Mismatch, Stage, Table};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-/// Receive batches taken per loop iteration at most (as in the v4 loop).
-const RX_ROUNDS: usize = 8;
-/// Empty iterations before the loop sleeps or yields.
-const IDLE_SPINS: u32 = 32;
 /// DHCPv6 transaction ids are 24 bits.
 const XID_BITS: u32 = 24;
 
@@ -249,97 +245,32 @@ impl<'t> Generator6<'t> {
 
     /// Runs the whole measurement on `port` and returns the report.
     pub fn run<P: Port>(&mut self, port: &mut P, stop: &AtomicBool) -> Report {
-        let cfg = self.cfg.clone();
-        let cpu0 = crate::port::thread_cpu_ns();
-        let t0 = mono_ns();
-        let measure_start = t0 + cfg.warmup_ns;
-        let end = measure_start + cfg.duration_ns;
-        let mut launched: u64 = 0;
-        let mut last_expire = t0;
-        let mut stopped_at = None;
-        let mut idle = 0u32;
-        let batch = cfg.batch.max(1);
-        let timeout = cfg.timeout_ns;
-        loop {
-            let now = mono_ns();
-            let sent_before = self.counters.sent;
-            let mut got = 0;
-            for _ in 0..RX_ROUNDS {
-                let n = port.recv(batch, &mut |f: &[u8]| self.on_frame(f, now));
-                got += n;
-                if n < batch {
-                    break;
-                }
-            }
-            self.send_pending(port, now);
-            let running = now < end && !stop.load(Ordering::Relaxed);
-            if running {
-                let measured = now >= measure_start;
-                let want = if cfg.rate == 0 {
-                    (self.table.capacity().saturating_sub(self.table.busy())) as u64
-                } else {
-                    let due = (u128::from(now - t0) * u128::from(cfg.rate) / 1_000_000_000) as u64;
-                    due.saturating_sub(launched)
-                };
-                let n = want.min(batch as u64);
-                if n > 0 {
-                    launched += self.start_new(port, n, now, measured);
-                }
-            } else if stopped_at.is_none() {
-                stopped_at = Some(now);
-            }
-            port.flush();
-            if got == 0 && self.counters.sent == sent_before {
-                idle += 1;
-                if idle >= IDLE_SPINS {
-                    idle = 0;
-                    // Closed loop (or draining) waits for a reply; open loop sleeps until its
-                    // next exchange is due, or a reply arrives.
-                    let due =
-                        (cfg.rate > 0 && running).then(|| next_due_ns(t0, launched, cfg.rate));
-                    idle_wait(port, mono_ns(), due);
-                }
-            } else {
-                idle = 0;
-            }
-            if now - last_expire >= 1_000_000 {
-                last_expire = now;
-                let c = &mut self.counters;
-                let slice = (self.table.capacity() / 32).max(64);
-                self.table.expire_some(now, timeout, slice, &mut |s| {
-                    if s.measured {
-                        c.timeouts += 1;
-                    }
-                });
-            }
-            if let Some(at) = stopped_at {
-                if self.table.busy() == 0 {
-                    break;
-                }
-                if now - at > timeout + 10_000_000 {
-                    let c = &mut self.counters;
-                    self.table.expire(u64::MAX, 0, &mut |s| {
-                        if s.measured {
-                            c.timeouts += 1;
-                        }
-                    });
-                    break;
-                }
-            }
-        }
-        let stop_ns = stopped_at.unwrap_or_else(mono_ns);
-        let measured_s = stop_ns.saturating_sub(measure_start).min(cfg.duration_ns) as f64 / 1e9;
-        let total_s = stop_ns.saturating_sub(t0) as f64 / 1e9;
-        let run = RunInfo {
-            mode: format!("sarr6 ({})", self.templates.lease_type().name()),
-            io: port.describe(),
-            duration_s: measured_s,
-            target_rate: cfg.rate,
-            window: self.table.capacity() as u64,
-            total_s,
-            gen_cpu_s: crate::port::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9,
-        };
-        Report::new(&run, self.counters, &self.latency)
+        run_loop(self, port, stop)
+    }
+}
+
+impl Exchanges for Generator6<'_> {
+    fn cfg(&self) -> &GenConfig {
+        &self.cfg
+    }
+    fn window(&self) -> usize {
+        // The table caps the window (24-bit xids leave room for 2^16 slots).
+        self.table.capacity()
+    }
+    fn on_frame(&mut self, frame: &[u8], now: u64) {
+        Generator6::on_frame(self, frame, now)
+    }
+    fn send_pending<P: Port>(&mut self, port: &mut P, now: u64) {
+        Generator6::send_pending(self, port, now)
+    }
+    fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64 {
+        Generator6::start_new(self, port, n, now, measured)
+    }
+    fn state(&mut self) -> (&mut Table, &mut Counters, &Latency) {
+        (&mut self.table, &mut self.counters, &self.latency)
+    }
+    fn mode_name(&self) -> String {
+        format!("sarr6 ({})", self.templates.lease_type().name())
     }
 }
 
@@ -347,53 +278,13 @@ impl<'t> Generator6<'t> {
 mod tests {
     use super::*;
     use crate::frames6::{LeaseType, Link6};
-    use std::collections::VecDeque;
+    use crate::port::MemoryPort;
     use std::net::Ipv6Addr;
     use std::path::Path;
     use std::sync::Arc;
     use xdhcp_dataplane::backend::{FrameHandler, Now, RxContext};
     use xdhcp_dataplane::engine::{NullSink, Worker};
     use xdhcp_dataplane::server::build_shared;
-
-    /// A port that loops frames through a server in memory.
-    struct Loop<'s> {
-        out: VecDeque<Vec<u8>>,
-        queued: Vec<Vec<u8>>,
-        server: &'s mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
-        cap: usize,
-    }
-
-    impl Port for Loop<'_> {
-        fn send(&mut self, write: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
-            if self.queued.len() >= self.cap {
-                return false;
-            }
-            let mut b = vec![0u8; 2048];
-            let n = write(&mut b);
-            b.truncate(n);
-            self.queued.push(b);
-            true
-        }
-        fn flush(&mut self) {
-            for f in self.queued.drain(..) {
-                if let Some(r) = (self.server)(&f) {
-                    self.out.push_back(r);
-                }
-            }
-        }
-        fn recv(&mut self, max: usize, on: &mut dyn FnMut(&[u8])) -> usize {
-            let mut n = 0;
-            while n < max {
-                let Some(f) = self.out.pop_front() else { break };
-                on(&f);
-                n += 1;
-            }
-            n
-        }
-        fn describe(&self) -> String {
-            "memory".into()
-        }
-    }
 
     const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 
@@ -432,12 +323,7 @@ mod tests {
             tx.truncate(n);
             Some(tx)
         };
-        let mut p = Loop {
-            out: VecDeque::new(),
-            queued: Vec::new(),
-            server: &mut server,
-            cap: 16,
-        };
+        let mut p = MemoryPort::new(&mut server, 16);
         let mut g = Generator6::new(cfg, &t);
         g.run(&mut p, &AtomicBool::new(false))
     }
@@ -504,12 +390,7 @@ mod tests {
             tx.truncate(n);
             Some(tx)
         };
-        let mut p = Loop {
-            out: VecDeque::new(),
-            queued: Vec::new(),
-            server: &mut server,
-            cap: 16,
-        };
+        let mut p = MemoryPort::new(&mut server, 16);
         let cfg = GenConfig {
             window: 4,
             duration_ns: 5_000_000,
