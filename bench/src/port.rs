@@ -669,58 +669,6 @@ pub fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_udp_port_filter_is_accepted_by_the_kernel() {
-        // SAFETY: plain socket(2); closed below through OwnedFd.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        assert!(
-            raw >= 0,
-            "AF_PACKET socket refused ({}): this test needs root or CAP_NET_RAW",
-            io::Error::last_os_error()
-        );
-        // SAFETY: fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut v4 = udp_port_filter(67);
-        let mut v6 = udp6_port_filter(546);
-        for insns in [&mut v4[..], &mut v6[..]] {
-            // Every jump must land inside the program (the kernel checks it too; EINVAL otherwise).
-            for (i, ins) in insns.iter().enumerate() {
-                if ins.code & 0x07 == 0x05 {
-                    assert!(
-                        i + 1 + usize::from(ins.jt) < insns.len()
-                            && i + 1 + usize::from(ins.jf) < insns.len()
-                    );
-                }
-            }
-            let prog = libc::sock_fprog {
-                len: insns.len() as u16,
-                filter: insns.as_mut_ptr(),
-            };
-            setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                &prog,
-            )
-            .expect("kernel accepts the filter");
-        }
-    }
-
-    #[test]
-    fn macs_parse_and_bad_ones_are_refused() {
-        assert_eq!(
-            parse_mac("02:00:0a:FF:00:01").unwrap(),
-            [2, 0, 10, 255, 0, 1]
-        );
-        assert!(parse_mac("02:00:0a:ff:00").is_err());
-        assert!(parse_mac("02:00:0a:ff:00:zz").is_err());
-    }
-}
-
 /// A [`Port`] that loops frames through a server in memory, for tests of the generator loops:
 /// what is sent is handed to `server` at `flush`, and its answers are received in order. At most
 /// `cap` frames are queued between flushes (back-pressure like a full TX ring).
@@ -774,5 +722,57 @@ impl Port for MemoryPort<'_> {
     }
     fn describe(&self) -> String {
         "memory".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_udp_port_filter_is_accepted_by_the_kernel() {
+        // SAFETY: plain socket(2); closed below through OwnedFd.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(
+            raw >= 0,
+            "AF_PACKET socket refused ({}): this test needs root or CAP_NET_RAW",
+            io::Error::last_os_error()
+        );
+        // SAFETY: fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut v4 = udp_port_filter(67);
+        let mut v6 = udp6_port_filter(546);
+        for insns in [&mut v4[..], &mut v6[..]] {
+            // Every jump must land inside the program (the kernel checks it too; EINVAL otherwise).
+            for (i, ins) in insns.iter().enumerate() {
+                if ins.code & 0x07 == 0x05 {
+                    assert!(
+                        i + 1 + usize::from(ins.jt) < insns.len()
+                            && i + 1 + usize::from(ins.jf) < insns.len()
+                    );
+                }
+            }
+            let prog = libc::sock_fprog {
+                len: insns.len() as u16,
+                filter: insns.as_mut_ptr(),
+            };
+            setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                &prog,
+            )
+            .expect("kernel accepts the filter");
+        }
+    }
+
+    #[test]
+    fn macs_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse_mac("02:00:0a:FF:00:01").unwrap(),
+            [2, 0, 10, 255, 0, 1]
+        );
+        assert!(parse_mac("02:00:0a:ff:00").is_err());
+        assert!(parse_mac("02:00:0a:ff:00:zz").is_err());
     }
 }
