@@ -156,7 +156,7 @@ pub struct Shared {
     policies: Mutex<HashMap<String, ShipPolicy>>,
     /// Changes recently applied from peers (fingerprints), so the replicator does not echo them
     /// back. Bounded FIFO.
-    echo: Mutex<VecDeque<String>>,
+    echo: Mutex<EchoSet>,
     pub stop: AtomicBool,
     unsent: AtomicU64,
     /// Synchronous replication: the gate the dataplane's parked replies wait on.
@@ -164,6 +164,48 @@ pub struct Shared {
 }
 
 const ECHO_MAX: usize = 65_536;
+
+/// Fingerprints of changes applied from peers, oldest evicted first past [`ECHO_MAX`]. Both
+/// operations are O(1): every journal entry is looked up here, at the lease rate, under a lock
+/// the peer listener also takes (a linear scan of 65,536 strings per entry starved the listener
+/// of a standby taking synchronous updates).
+#[derive(Default)]
+struct EchoSet {
+    order: VecDeque<String>,
+    /// Fingerprint → how many applied changes with it are not consumed yet.
+    pending: HashMap<String, u32>,
+}
+
+impl EchoSet {
+    fn insert(&mut self, f: String) {
+        if self.order.len() >= ECHO_MAX {
+            if let Some(old) = self.order.pop_front() {
+                if let Some(n) = self.pending.get_mut(&old) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.pending.remove(&old);
+                    }
+                }
+            }
+        }
+        *self.pending.entry(f.clone()).or_insert(0) += 1;
+        self.order.push_back(f);
+    }
+
+    /// Whether `f` was applied from a peer (and not consumed yet); consumes one.
+    fn take(&mut self, f: &str) -> bool {
+        match self.pending.get_mut(f) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending.remove(f);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 fn fingerprint(c: &LeaseChange) -> String {
     match c {
@@ -183,19 +225,12 @@ fn fingerprint(c: &LeaseChange) -> String {
 impl Shared {
     fn remember_applied(&self, c: &LeaseChange) {
         let mut e = self.echo.lock().unwrap_or_else(|p| p.into_inner());
-        if e.len() >= ECHO_MAX {
-            e.pop_front();
-        }
-        e.push_back(fingerprint(c));
+        e.insert(fingerprint(c));
     }
     fn is_echo(&self, c: &LeaseChange) -> bool {
         let f = fingerprint(c);
         let mut e = self.echo.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = e.iter().position(|x| *x == f) {
-            e.remove(i);
-            return true;
-        }
-        false
+        e.take(&f)
     }
     fn policy(&self, peer: &str) -> ShipPolicy {
         *self
@@ -290,7 +325,7 @@ pub fn run(opts: Options, dp: Arc<dyn Dataplane>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         policies: Mutex::new(HashMap::new()),
-        echo: Mutex::new(VecDeque::new()),
+        echo: Mutex::new(EchoSet::default()),
         stop: AtomicBool::new(false),
         unsent: AtomicU64::new(0),
         sync,
@@ -1311,7 +1346,10 @@ fn save_seq(p: &Path, seq: u64) {
     }
 }
 
-/// Lanes (persistent connections, one update in flight each) per peer in synchronous mode.
+/// Lanes (persistent connections, one update in flight each) per peer in synchronous mode. Four:
+/// an xdhcp partner's HA listener (tiny_http 0.12) serves only about four persistent connections
+/// at once (its task pool can queue a fifth connection behind ones that never close), and a
+/// stalled lane holds every parked reply behind it until it times out.
 const SYNC_LANES: usize = 4;
 /// Most updates in flight per peer (all lanes): bounds what a stuck lane holds back.
 const SYNC_WINDOW: usize = 256;
@@ -1332,7 +1370,13 @@ fn replicate(
     tx: &SyncSender<Msg>,
 ) {
     use xdhcp_dataplane::lease::journal::JournalReader;
-    lower_thread_priority();
+    // Asynchronous replication yields to the dataplane; synchronous replication is on the path
+    // of every reply that waits, so it keeps its priority (a busy worker at a higher priority on
+    // the same core would otherwise starve it and throttle every reply to the lanes' CPU share).
+    let background = !shared.sync.enabled();
+    if background {
+        lower_thread_priority();
+    }
     let Some(peer) = lanes.first().cloned() else {
         return;
     };
@@ -1357,7 +1401,9 @@ fn replicate(
         let (shared, tx, done_tx, labels) =
             (shared.clone(), tx.clone(), done_tx.clone(), labels.clone());
         std::thread::spawn(move || {
-            lower_thread_priority();
+            if background {
+                lower_thread_priority();
+            }
             while let Ok((seq, change)) = lrx.recv() {
                 ship_v4(&client, is_backup, &change, &shared, &tx, &labels);
                 if done_tx.send(seq).is_err() {
@@ -1937,7 +1983,7 @@ mod tests {
         let shared = Arc::new(Shared {
             metrics: Metrics::new(),
             policies: Mutex::new(HashMap::from([("server2".to_string(), ShipPolicy::Send)])),
-            echo: Mutex::new(VecDeque::new()),
+            echo: Mutex::new(EchoSet::default()),
             stop: AtomicBool::new(false),
             unsent: AtomicU64::new(0),
             sync: SyncPublisher::new(Gate::open(&gate_path(&jdir)).unwrap(), Slot::V4),
@@ -1975,6 +2021,21 @@ mod tests {
         assert_eq!(load_seq(&seq_file(&jdir, "server2", Family::V4)), last);
     }
 
+    #[test]
+    fn echo_set_consumes_each_applied_change_once_and_stays_bounded() {
+        let mut e = EchoSet::default();
+        e.insert("a".into());
+        e.insert("a".into());
+        assert!(e.take("a") && e.take("a") && !e.take("a"));
+        for i in 0..ECHO_MAX + 10 {
+            e.insert(i.to_string());
+        }
+        assert_eq!(e.order.len(), ECHO_MAX);
+        assert!(!e.take("0"), "evicted");
+        assert!(e.take(&(ECHO_MAX + 9).to_string()));
+        assert!(e.pending.len() <= ECHO_MAX);
+    }
+
     /// A failed update of a peer that must acknowledge bumps the gate's failure generation, so
     /// the dataplane drops what waits (as Kea drops a parked reply whose update failed).
     #[test]
@@ -1984,7 +2045,7 @@ mod tests {
         let shared = Shared {
             metrics: Metrics::new(),
             policies: Mutex::new(HashMap::from([("server2".to_string(), ShipPolicy::Send)])),
-            echo: Mutex::new(VecDeque::new()),
+            echo: Mutex::new(EchoSet::default()),
             stop: AtomicBool::new(false),
             unsent: AtomicU64::new(0),
             sync: SyncPublisher::new(Gate::open(&gate_path(d.path())).unwrap(), Slot::V4),
