@@ -338,7 +338,25 @@ fn zeroed_boxed<T: ZeroValid>(n: usize) -> Box<[T]> {
         if p.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
+        advise_huge(p as *mut u8, layout.size());
         Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+    }
+}
+
+/// Ask for transparent huge pages on a large table: lookups land anywhere in it, and with 4 KiB
+/// pages nearly each one also missed the TLB (and faulted the page in on first use). Advice
+/// only: where THP is off, nothing changes.
+fn advise_huge(p: *mut u8, size: usize) {
+    const HUGE: usize = 2 << 20;
+    if size < 4 * HUGE {
+        return;
+    }
+    // Whole huge pages inside the allocation.
+    let start = (p as usize).div_ceil(HUGE) * HUGE;
+    let end = (p as usize + size) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: advice on a range inside an allocation we own; failure is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
     }
 }
 
