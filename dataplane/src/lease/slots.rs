@@ -254,9 +254,12 @@ pub struct ClientIndex4 {
 struct Bucket([AtomicU64; 8]);
 
 impl ClientIndex4 {
-    /// Room for about `expected` clients at a load of at most a half.
+    /// Room for about `expected` clients at a load of at most an eighth: with two 8-entry
+    /// buckets per key, overflow (which evicts an entry, i.e. loses that client's affinity and
+    /// leaks its address until the lease expires) then practically never happens. At a load of
+    /// 0.42 a test lost 36 of 55,000 keys.
     pub fn new(expected: usize) -> ClientIndex4 {
-        let n = (expected / 4).next_power_of_two().clamp(16, 1 << 22);
+        let n = expected.next_power_of_two().clamp(16, 1 << 22);
         ClientIndex4 {
             buckets: zeroed_boxed(n),
             mask: n - 1,
@@ -420,7 +423,7 @@ mod tests {
 
     #[test]
     fn the_client_index_finds_what_was_set_and_stays_bounded() {
-        let ix = ClientIndex4::new(64);
+        let ix = ClientIndex4::new(16);
         let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for i in 0..40 {
             ix.set(h(i), i as u32 + 1);
@@ -437,5 +440,28 @@ mod tests {
         }
         assert_eq!(ix.get(h(9_999)), Some(7));
         assert_eq!(ix.buckets.len(), 16);
+    }
+
+    #[test]
+    fn a_nearly_full_pool_of_clients_loses_practically_no_entry() {
+        use std::hash::BuildHasher;
+        let h = foldhash::fast::RandomState::default();
+        // As many clients as 85% of the pool's addresses, keyed by the store's hasher.
+        for (units, keys) in [(65_000usize, 55_000u64), (1 << 20, 900_000)] {
+            let ix = ClientIndex4::new(units);
+            for k in 0..keys {
+                ix.set(h.hash_one(k), k as u32);
+            }
+            let lost = (0..keys)
+                .filter(|&k| ix.get(h.hash_one(k)) != Some(k as u32))
+                .count();
+            // Overflow evictions are what sizing prevents (36 of 55,000 were lost at load 0.42).
+            // A 32-bit tag collision within a key's two buckets can still merge two clients'
+            // entries now and then (about one in a million keys): the hint's accepted cost.
+            assert!(
+                lost <= 1 + keys as usize / 100_000,
+                "{lost} of {keys} clients lost in a {units}-address index"
+            );
+        }
     }
 }
