@@ -287,7 +287,17 @@ fn two_rx_queues_are_each_served_by_their_own_worker() {
         })
     });
     assert_eq!(per_thread, vec![50, 50], "every request answered");
-    let stats = backend.stats().unwrap();
+    // A worker counts a reply after handing it to the TX ring, so the client can see the last
+    // replies before the counters do: give them a moment to settle.
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let stats = loop {
+        let s = backend.stats().unwrap();
+        let total: u64 = s.queues.iter().map(|(_, q)| q.replies).sum();
+        if total >= 100 || std::time::Instant::now() > settle {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     for (info, q) in &stats.queues {
         assert!(
             q.rx_frames > 0 && q.replies > 0,
