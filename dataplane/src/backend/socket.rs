@@ -609,7 +609,8 @@ fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, s
     }
 }
 
-/// Send frames with `sendmmsg`, up to [`BATCH`] per call (no allocation).
+/// Send frames with `sendmmsg`, up to [`BATCH`] per call (no allocation). Bounded retries: a full
+/// socket buffer drops the rest (counted by the kernel), never blocks.
 fn send_frames<'a>(fd: i32, frames: impl Iterator<Item = &'a [u8]>) {
     let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -697,40 +698,7 @@ fn recv_batch(fd: i32, b: &mut Batch) -> usize {
     n
 }
 
+/// Send the first `lens.len()` reply buffers (see [`send_frames`]).
 fn send_batch(fd: i32, bufs: &[[u8; FRAME_BUF]], lens: &[usize]) {
-    let n = bufs.len();
-    let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    });
-    // SAFETY: plain data.
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..n {
-        iovs[i] = libc::iovec {
-            iov_base: bufs[i].as_ptr() as *mut _,
-            iov_len: lens[i],
-        };
-        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    let mut sent = 0;
-    // Bounded retries: a full socket buffer drops the rest (counted by the kernel), never blocks.
-    for _ in 0..4 {
-        // SAFETY: msgs[sent..n] point into live buffers.
-        let r = unsafe {
-            libc::sendmmsg(
-                fd,
-                msgs[sent..].as_mut_ptr(),
-                (n - sent) as u32,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if r <= 0 {
-            break;
-        }
-        sent += r as usize;
-        if sent >= n {
-            break;
-        }
-    }
+    send_frames(fd, bufs.iter().zip(lens).map(|(b, &len)| &b[..len]));
 }
