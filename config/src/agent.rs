@@ -46,14 +46,7 @@ pub struct LoadedAgent {
 pub fn load_agent_file(path: &Path) -> Result<LoadedAgent, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => load_agent_str(&text, path),
-        Err(e) => Err(ConfigError {
-            errors: vec![Diagnostic {
-                file: path.to_path_buf(),
-                json_path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }],
-            warnings: Vec::new(),
-        }),
+        Err(e) => Err(crate::unreadable(path, &e)),
     }
 }
 

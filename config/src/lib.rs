@@ -74,18 +74,23 @@ fn render_errors(errors: &[Diagnostic]) -> String {
     s
 }
 
+/// The error for a configuration file that cannot be read at all.
+pub(crate) fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {
+    ConfigError {
+        errors: vec![Diagnostic {
+            file: path.to_path_buf(),
+            json_path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+        warnings: Vec::new(),
+    }
+}
+
 /// Reads and validates the configuration file at `path`.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(&text, path),
-        Err(e) => Err(ConfigError {
-            errors: vec![Diagnostic {
-                file: path.to_path_buf(),
-                json_path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }],
-            warnings: Vec::new(),
-        }),
+        Err(e) => Err(unreadable(path, &e)),
     }
 }
 
