@@ -508,14 +508,37 @@ impl LeaseStore {
         cursor: &mut usize,
         on_change: &mut dyn FnMut(LeaseChange),
     ) -> usize {
+        self.reclaim4_within(now, max, cursor, &mut || true, on_change)
+            .reclaimed
+    }
+
+    /// Steps of a whole v4 reclaim pass: one per map shard and per block of each dense pool.
+    pub fn reclaim_positions4(&self) -> usize {
+        self.addrs4.len() + self.reclaim_blocks4.last().map_or(0, |&(_, end)| end)
+    }
+
+    /// [`reclaim4`](Self::reclaim4) that also stops once `keep_going` says so (asked after every
+    /// step), so that a caller sharing a CPU with workers can scan a large store in short slices:
+    /// one uninterrupted pass over millions of leases takes milliseconds, and a worker preempted
+    /// for that long misses its latency target. Reports how many steps it visited.
+    pub fn reclaim4_within(
+        &self,
+        now: u64,
+        max: usize,
+        cursor: &mut usize,
+        keep_going: &mut dyn FnMut() -> bool,
+        on_change: &mut dyn FnMut(LeaseChange),
+    ) -> ReclaimProgress {
         let nmap = self.addrs4.len();
-        let total = nmap + self.reclaim_blocks4.last().map_or(0, |&(_, end)| end);
+        let total = self.reclaim_positions4();
         let mut done = 0;
-        // The cursor is read once: it names where this call starts, and is left at the last
-        // position visited (re-visited first next time, in case `max` cut it short).
+        let mut visited = 0;
+        // The cursor is read once: it names where this call starts, and is left at the next
+        // position to visit (or at the last one visited when `max` cut it short, so that it is
+        // re-visited first).
         let start = *cursor;
         for step in 0..total {
-            if done >= max {
+            if done >= max || (step > 0 && !keep_going()) {
                 break;
             }
             let pos = (start + step) % total;
@@ -536,9 +559,13 @@ impl LeaseStore {
                 debug_assert!(pos - nmap < end);
                 done += self.reclaim_slots4(p, block, now, max - done, on_change);
             }
-            *cursor = pos;
+            visited += 1;
+            *cursor = if done >= max { pos } else { (pos + 1) % total };
         }
-        done
+        ReclaimProgress {
+            reclaimed: done,
+            visited,
+        }
     }
 
     /// [`reclaim4`](Self::reclaim4) over one block of a dense pool.
@@ -841,18 +868,41 @@ impl LeaseStore {
         cursor: &mut usize,
         on_change: &mut dyn FnMut(LeaseChange),
     ) -> usize {
+        self.reclaim6_within(now, max, cursor, &mut || true, on_change)
+            .reclaimed
+    }
+
+    /// Steps of a whole v6 reclaim pass: one per shard.
+    pub fn reclaim_positions6(&self) -> usize {
+        self.addrs6.len()
+    }
+
+    /// [`reclaim6`](Self::reclaim6) in slices, as [`reclaim4_within`](Self::reclaim4_within).
+    pub fn reclaim6_within(
+        &self,
+        now: u64,
+        max: usize,
+        cursor: &mut usize,
+        keep_going: &mut dyn FnMut() -> bool,
+        on_change: &mut dyn FnMut(LeaseChange),
+    ) -> ReclaimProgress {
         let mut done = 0;
+        let mut visited = 0;
         let n = self.addrs6.len();
         let start = *cursor;
         for step in 0..n {
-            if done >= max {
+            if done >= max || (step > 0 && !keep_going()) {
                 break;
             }
             let si = (start + step) % n;
             done += self.reclaim_shard(&self.addrs6[si], now, max - done, on_change);
-            *cursor = si;
+            visited += 1;
+            *cursor = if done >= max { si } else { (si + 1) % n };
         }
-        done
+        ReclaimProgress {
+            reclaimed: done,
+            visited,
+        }
     }
 
     pub fn for_each6(&self, f: &mut dyn FnMut(&Lease6)) {
@@ -880,6 +930,15 @@ impl LeaseStore {
             }
         }
     }
+}
+
+/// What one call of [`LeaseStore::reclaim4_within`] / [`LeaseStore::reclaim6_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReclaimProgress {
+    /// Leases reclaimed (marked expired-reclaimed or removed).
+    pub reclaimed: usize,
+    /// Steps visited (see [`LeaseStore::reclaim_positions4`]).
+    pub visited: usize,
 }
 
 /// Addresses per step of the v4 reclaimer in a dense pool.
@@ -1386,5 +1445,64 @@ mod tests {
         );
         assert_eq!(changes.len(), 4);
         assert_eq!(s.pools()[0].alloc.free(), 3);
+    }
+
+    #[test]
+    fn a_reclaim_pass_in_one_step_slices_reaches_every_lease() {
+        // 3 dense-pool blocks and 8 map shards; a budget that stops after every step must still
+        // reclaim everything in exactly one pass worth of steps, from any cursor.
+        let s = store(Ipv4Addr::new(10, 0, 0, 0), 3 * RECLAIM_BLOCK as u64);
+        let mut expected = Vec::new();
+        for block in 0..3u32 {
+            let a = Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(10, 0, 0, 7)) + block * RECLAIM_BLOCK as u32,
+            );
+            s.put4(lease(a, block as u8, 1000));
+            expected.push(a);
+        }
+        for i in 0..8u8 {
+            let a = Ipv4Addr::new(192, 0, 2, i);
+            s.put4(lease(a, 100 + i, 1000));
+            expected.push(a);
+        }
+        let positions = s.reclaim_positions4();
+        assert_eq!(positions, 8 + 3);
+        let mut cursor = 4;
+        let mut changes = Vec::new();
+        let mut visited = 0;
+        let mut calls = 0;
+        while visited < positions {
+            let p = s.reclaim4_within(2000, usize::MAX, &mut cursor, &mut || false, &mut |c| {
+                changes.push(c)
+            });
+            assert_eq!(
+                p.visited, 1,
+                "a budget that says stop ends the call after one step"
+            );
+            visited += p.visited;
+            calls += 1;
+        }
+        assert_eq!(calls, positions);
+        let mut got: Vec<Ipv4Addr> = changes
+            .iter()
+            .map(|c| match c {
+                LeaseChange::Put4(l) => l.addr,
+                other => panic!("unexpected change {other:?}"),
+            })
+            .collect();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        // Nothing is left for a second pass.
+        let p = s.reclaim4_within(2000, usize::MAX, &mut cursor, &mut || true, &mut |_| {
+            panic!("reclaimed twice")
+        });
+        assert_eq!(
+            p,
+            ReclaimProgress {
+                reclaimed: 0,
+                visited: positions
+            }
+        );
     }
 }
