@@ -35,6 +35,61 @@ impl Now {
     }
 }
 
+/// The scheduler time slice a worker asks for (see [`request_short_slice`]).
+pub const WORKER_SLICE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Asks the scheduler for a short time slice for the calling thread: EEVDF's custom slice (Linux
+/// 6.12 and later; `sched_attr.sched_runtime` of a normal thread), keeping its policy and nice
+/// level. A thread with a shorter slice gets the CPU first when it wakes or becomes eligible, so a
+/// worker that shares its core with the journal, the reclaimer or any other thread answers within
+/// about `slice` instead of waiting out the other's whole slice (milliseconds; measured: p99 of
+/// several ms at half load without it). It does not change the worker's share of the CPU. Real-time
+/// threads are left as they are. Errors (an older kernel) are the caller's to log.
+pub fn request_short_slice(slice: std::time::Duration) -> std::io::Result<()> {
+    /// `struct sched_attr` (uapi/linux/sched/types.h), up to the utilization clamps.
+    #[repr(C)]
+    #[derive(Default)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+        util_min: u32,
+        util_max: u32,
+    }
+    let mut attr = SchedAttr::default();
+    let size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: sched_getattr writes at most `size` bytes into the struct we own; 0 = this thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &mut attr as *mut SchedAttr,
+            size,
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if attr.policy != libc::SCHED_OTHER as u32 && attr.policy != libc::SCHED_BATCH as u32 {
+        return Ok(());
+    }
+    attr.size = size;
+    attr.flags = 0;
+    attr.runtime = slice.as_nanos() as u64;
+    // SAFETY: passes the struct we own with its size; 0 = this thread.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Where a frame came from: the interface index and, on multi-queue backends, the rx queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxContext {

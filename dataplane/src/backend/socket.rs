@@ -475,6 +475,9 @@ impl Parking {
 }
 
 fn worker_loop(socks: &[(OwnedFd, Interface)], handler: &mut dyn FrameHandler, stop: &AtomicBool) {
+    if let Err(e) = super::request_short_slice(super::WORKER_SLICE) {
+        tracing::debug!(error = %e, "no short scheduler slice for the socket worker");
+    }
     let mut rx = Batch {
         bufs: vec![[0u8; FRAME_BUF]; BATCH],
         lens: vec![0; BATCH],

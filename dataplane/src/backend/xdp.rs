@@ -635,6 +635,9 @@ fn run_worker(
     if let Err(e) = sys::pin_current_thread(p.cpu) {
         tracing::warn!(cpu = p.cpu, queue = ctx.queue, error = %e, "could not pin AF_XDP worker");
     }
+    if let Err(e) = super::request_short_slice(super::WORKER_SLICE) {
+        tracing::debug!(queue = ctx.queue, error = %e, "no short scheduler slice for the AF_XDP worker");
+    }
     // The only allocation of the worker: its descriptor batch, made once.
     let mut descs = vec![XdpDesc::default(); p.batch];
     let mut local = QueueSnapshot::default();
