@@ -470,7 +470,7 @@ fn tuning_from_user_context() {
     assert_eq!(t.backend, xdhcp_config::model::Backend::Socket);
     assert_eq!(
         d.lease_database.fsync,
-        xdhcp_config::model::FsyncPolicy::EveryBatch
+        xdhcp_config::model::FsyncPolicy::IntervalMs(1)
     );
     assert_eq!(d.decline_probation_period_secs, 86400);
     assert!(d.match_client_id && !d.authoritative && d.echo_client_id);
