@@ -895,9 +895,6 @@ fn check_overlaps(ctx: &mut Ctx, mut ranges: Vec<(u128, u128, String)>, what: &s
 // Client classes
 // ---------------------------------------------------------------------------------------------
 
-/// The default `journal-fsync`: an interval in milliseconds (see where it is applied).
-pub const DEFAULT_JOURNAL_FSYNC_MS: u32 = 1;
-
 const BUILTIN_CLASSES: &[&str] = &["ALL", "KNOWN", "UNKNOWN", "BOOTP", "DROP"];
 const BUILTIN_PREFIXES: &[&str] = &["VENDOR_CLASS_", "HA_", "AFTER_", "EXTERNAL_"];
 
@@ -1275,13 +1272,9 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
         replication: Replication::Asynchronous,
         sync_ack_timeout_ms: 2000,
         parked_packet_limit: 256,
+        idle_spin_us: crate::model::DEFAULT_IDLE_SPIN_US,
     };
-    // Group commit across batches: at most one fsync per millisecond. Replies never wait for the
-    // fsync in any policy (nor do Kea's: its memfile never fsyncs), so this bounds what a power
-    // loss can take to about the last millisecond of leases, like every-batch does (its window is
-    // one fsync) — at 20% more peak leases/s on a virtio disk, where each fsync costs a VM exit
-    // and a filesystem journal commit (measured: 239k against 193k DORA/s in ./scripts/bench).
-    let mut fsync = FsyncPolicy::IntervalMs(DEFAULT_JOURNAL_FSYNC_MS);
+    let mut fsync = FsyncPolicy::IntervalMs(crate::model::DEFAULT_JOURNAL_FSYNC_MS);
     let Some(Value::Object(m)) = uc else {
         return (t, fsync);
     };
@@ -1335,6 +1328,9 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
                 Replication::Asynchronous
             }
         };
+    }
+    if let Some(v) = o.int(ctx, "idle-spin-us", 0, 1_000_000) {
+        t.idle_spin_us = v as u32;
     }
     if let Some(v) = o.int(ctx, "sync-ack-timeout-ms", 10, 60_000) {
         t.sync_ack_timeout_ms = v as u32;

@@ -472,10 +472,11 @@ fn tuning_from_user_context() {
         d.lease_database.fsync,
         xdhcp_config::model::FsyncPolicy::IntervalMs(1)
     );
+    assert_eq!(t.idle_spin_us, 50);
     assert_eq!(d.decline_probation_period_secs, 86400);
     assert!(d.match_client_id && !d.authoritative && d.echo_client_id);
     let d = ok(&v4(
-        r#""user-context": {"note": "x", "xdhcp": {"offer-hold-secs": 5, "workers": 2, "backend": "xdp", "ring-size": 4096, "frame-count": 16384, "journal-queue": 1024, "journal-fsync": 20}},"#,
+        r#""user-context": {"note": "x", "xdhcp": {"offer-hold-secs": 5, "workers": 2, "backend": "xdp", "ring-size": 4096, "frame-count": 16384, "journal-queue": 1024, "journal-fsync": 20, "idle-spin-us": 0}},"#,
         S,
     ))
     .config
@@ -497,8 +498,9 @@ fn tuning_from_user_context() {
         d.lease_database.fsync,
         xdhcp_config::model::FsyncPolicy::IntervalMs(20)
     );
+    assert_eq!(t.idle_spin_us, 0);
     let e = errors(&v4(
-        r#""user-context": {"xdhcp": {"ring-size": 1000, "wokers": 2}},"#,
+        r#""user-context": {"xdhcp": {"ring-size": 1000, "wokers": 2, "idle-spin-us": 2000000}},"#,
         S,
     ));
     has(
@@ -507,6 +509,7 @@ fn tuning_from_user_context() {
         "must be a power of two",
     );
     has(&e, "Dhcp4.user-context.xdhcp.wokers", "unknown parameter");
+    has(&e, "Dhcp4.user-context.xdhcp.idle-spin-us", "out of range");
 }
 
 #[test]

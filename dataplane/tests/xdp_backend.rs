@@ -62,7 +62,7 @@ fn config(mode: AttachMode) -> XdpBackendConfig {
     let mut cfg = XdpBackendConfig::new(vec![SRV_IF.to_string()], 256, 1024);
     cfg.attach_mode = mode;
     // Short spin: these tests share two cores with the client threads.
-    cfg.idle_spins = 64;
+    cfg.idle_spin = std::time::Duration::from_micros(5);
     cfg.poll_timeout_ms = 20;
     cfg
 }

@@ -78,7 +78,7 @@ fn echo_rate_of_one_worker() {
     let mut cfg = XdpBackendConfig::new(vec![SRV_IF.to_string()], 2048, 8192);
     cfg.attach_mode = AttachMode::Native;
     cfg.cpus = vec![0];
-    cfg.idle_spins = 200;
+    cfg.idle_spin = std::time::Duration::from_micros(10);
     let backend = lab
         .srv
         .run(|| XdpBackend::start(&cfg, &|_| Box::new(Echo) as Box<dyn FrameHandler>))

@@ -46,9 +46,10 @@ pub struct XdpBackendConfig {
     pub bind_mode: BindMode,
     /// CPUs to pin workers to, in worker order (wrapping). Empty: the CPUs this process may use.
     pub cpus: Vec<usize>,
-    /// Empty polls of the RX ring before a worker sleeps in `poll(2)`. Spinning lowers latency
-    /// but burns a core another process (the load generator) may need.
-    pub idle_spins: u32,
+    /// How long a worker keeps polling its empty RX ring before it sleeps in `poll(2)`
+    /// (`idle-spin-us`). Spinning lowers latency and spares senders a wake-up per burst, but
+    /// burns a core another process may need.
+    pub idle_spin: Duration,
     /// Longest sleep in `poll(2)`: bounds how late a worker notices `stop` and runs `tick`.
     pub poll_timeout_ms: i32,
     /// Steered UDP ports (the server ports unless the program serves a load generator).
@@ -64,7 +65,9 @@ impl XdpBackendConfig {
         interfaces: Vec<String>,
         tuning: &xdhcp_config::model::Tuning,
     ) -> XdpBackendConfig {
-        XdpBackendConfig::new(interfaces, tuning.ring_size, tuning.frame_count)
+        let mut c = XdpBackendConfig::new(interfaces, tuning.ring_size, tuning.frame_count);
+        c.idle_spin = Duration::from_micros(u64::from(tuning.idle_spin_us));
+        c
     }
 
     /// Defaults for everything but the interfaces and sizes: native-else-generic attach,
@@ -78,7 +81,7 @@ impl XdpBackendConfig {
             attach_mode: AttachMode::Auto,
             bind_mode: BindMode::Auto,
             cpus: Vec::new(),
-            idle_spins: 1000,
+            idle_spin: Duration::from_micros(u64::from(xdhcp_config::model::DEFAULT_IDLE_SPIN_US)),
             poll_timeout_ms: 100,
             ports: SteerPorts::SERVER,
             join_dhcpv6_multicast: true,
@@ -452,7 +455,7 @@ impl XdpBackend {
             let handler = make_handler(info.worker);
             let params = WorkerParams {
                 batch: cfg.batch_size as usize,
-                idle_spins: cfg.idle_spins,
+                idle_spin_ns: cfg.idle_spin.as_nanos() as u64,
                 poll_timeout_ms: cfg.poll_timeout_ms.clamp(1, 1000),
                 cpu: info.cpu,
                 // Parked replies hold UMEM frames: keep three quarters for the rings.
@@ -582,7 +585,7 @@ pub fn run(
 #[derive(Debug, Clone, Copy)]
 struct WorkerParams {
     batch: usize,
-    idle_spins: u32,
+    idle_spin_ns: u64,
     poll_timeout_ms: i32,
     cpu: usize,
     max_parked: usize,
@@ -645,7 +648,8 @@ fn run_worker(
     handler.tick(now);
     local.ticks += 1;
     let mut last_tick = now.mono_ns;
-    let mut idle = 0u32;
+    // When the RX ring was first seen empty in the current idle stretch.
+    let mut idle_since: Option<u64> = None;
     let mut parking = handler.sync_link().map(|link| XdpParking {
         q: crate::syncrepl::ParkQueue::new(link.capacity.min(p.max_parked), link.timeout_ns),
         link,
@@ -657,9 +661,10 @@ fn run_worker(
         }
         let n = sock.recv(&mut descs);
         if n == 0 {
-            idle += 1;
-            if idle >= p.idle_spins {
-                idle = 0;
+            let t = super::mono_ns();
+            let since = *idle_since.get_or_insert(t);
+            if t - since >= p.idle_spin_ns {
+                idle_since = None;
                 // Also pushes out TX the kernel has not taken yet and returns completed frames.
                 sock.tx_flush();
                 sock.refill();
@@ -681,7 +686,7 @@ fn run_worker(
             }
             continue;
         }
-        idle = 0;
+        idle_since = None;
         now = Now::read();
         for d in &descs[..n] {
             match sock.alloc_frame() {
