@@ -180,14 +180,14 @@ impl Drop for SlotGuard<'_> {
 
 /// The slots of one pool and their occupancy bitmap.
 pub struct Slots4 {
-    slots: Box<[Slot4]>,
+    slots: ZeroedTable<Slot4>,
     occupied: Box<[AtomicU64]>,
 }
 
 impl Slots4 {
     pub fn new(units: usize) -> Slots4 {
         Slots4 {
-            slots: zeroed_boxed(units),
+            slots: ZeroedTable::new(units),
             occupied: (0..units.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -246,7 +246,7 @@ impl Slots4 {
 /// table never grows — when a bucket and its neighbour are full a new entry replaces an old one,
 /// whose client then just looks new.
 pub struct ClientIndex4 {
-    buckets: Box<[Bucket]>,
+    buckets: ZeroedTable<Bucket>,
     mask: usize,
 }
 
@@ -261,7 +261,7 @@ impl ClientIndex4 {
     pub fn new(expected: usize) -> ClientIndex4 {
         let n = expected.next_power_of_two().clamp(16, 1 << 22);
         ClientIndex4 {
-            buckets: zeroed_boxed(n),
+            buckets: ZeroedTable::new(n),
             mask: n - 1,
         }
     }
@@ -324,42 +324,91 @@ impl ClientIndex4 {
     }
 }
 
-/// `n` zero-initialised values, allocated zeroed so that untouched pages are never materialised.
-///
-/// # Safety contract (checked by the callers' types)
-/// All-zero bytes must be a valid `T`: used only for `Slot4` and `Bucket` (atomics and integers).
-fn zeroed_boxed<T: ZeroValid>(n: usize) -> Box<[T]> {
-    if n == 0 {
-        return Vec::new().into_boxed_slice();
-    }
-    let layout = std::alloc::Layout::array::<T>(n).expect("table size fits in memory");
-    // SAFETY: `layout` has a non-zero size; `T: ZeroValid` promises all-zero bytes are a valid
-    // `T`. The pointer comes from the global allocator with exactly the layout `Box<[T]>` frees
-    // with.
-    unsafe {
-        let p = std::alloc::alloc_zeroed(layout) as *mut T;
-        if p.is_null() {
-            std::alloc::handle_alloc_error(layout);
+/// `n` zero-initialised values in an anonymous mapping of their own, with transparent huge pages
+/// requested before anything touches it: lookups land anywhere in these tables, and with 4 KiB
+/// pages nearly each one also missed the TLB (under a hypervisor a two-dimensional page walk).
+/// Untouched pages are never materialised. Not the global allocator: it zeroes over-aligned
+/// allocations (these types are cache-line aligned) with a memset, which faulted every page in as
+/// a 4 KiB page before the advice could apply (measured: 0 kB AnonHugePages on the 62 MB tables).
+struct ZeroedTable<T> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    /// The whole mapping (`None` for an empty table, which maps nothing).
+    map: Option<(std::ptr::NonNull<libc::c_void>, usize)>,
+}
+
+// SAFETY: the table owns its values like a `Box<[T]>` does.
+unsafe impl<T: Send> Send for ZeroedTable<T> {}
+// SAFETY: shared access only hands out `&[T]`.
+unsafe impl<T: Sync> Sync for ZeroedTable<T> {}
+
+impl<T> ZeroedTable<T> {
+    fn new(n: usize) -> ZeroedTable<T>
+    where
+        T: ZeroValid,
+    {
+        const HUGE: usize = 2 << 20;
+        let size = std::mem::size_of::<T>()
+            .checked_mul(n)
+            .expect("table size fits in memory");
+        if size == 0 {
+            return ZeroedTable {
+                ptr: std::ptr::NonNull::dangling(),
+                len: n,
+                map: None,
+            };
         }
-        advise_huge(p as *mut u8, layout.size());
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n))
+        // One huge page more than needed, so that the table can start on a huge-page boundary.
+        let map_len = size + HUGE;
+        // SAFETY: a fresh private anonymous mapping; the kernel returns zero-filled pages.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            std::alloc::handle_alloc_error(
+                std::alloc::Layout::array::<T>(n).expect("table size fits in memory"),
+            );
+        }
+        let start = (base as usize).div_ceil(HUGE) * HUGE;
+        if size >= 4 * HUGE {
+            // SAFETY: advice on a range inside the mapping we own; failure is harmless (THP off).
+            unsafe { libc::madvise(start as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+        }
+        debug_assert!(start % std::mem::align_of::<T>() == 0);
+        ZeroedTable {
+            // SAFETY: `start` lies inside a successful mapping, so it is not null.
+            ptr: unsafe { std::ptr::NonNull::new_unchecked(start as *mut T) },
+            len: n,
+            // SAFETY: mmap succeeded, so `base` is not null.
+            map: Some((unsafe { std::ptr::NonNull::new_unchecked(base) }, map_len)),
+        }
     }
 }
 
-/// Ask for transparent huge pages on a large table: lookups land anywhere in it, and with 4 KiB
-/// pages nearly each one also missed the TLB (and faulted the page in on first use). Advice
-/// only: where THP is off, nothing changes.
-fn advise_huge(p: *mut u8, size: usize) {
-    const HUGE: usize = 2 << 20;
-    if size < 4 * HUGE {
-        return;
+impl<T> std::ops::Deref for ZeroedTable<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` points at `len` values that are valid as all-zero bytes (`T: ZeroValid`,
+        // checked at construction) or were written through shared references since; the mapping
+        // lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
-    // Whole huge pages inside the allocation.
-    let start = (p as usize).div_ceil(HUGE) * HUGE;
-    let end = (p as usize + size) / HUGE * HUGE;
-    if end > start {
-        // SAFETY: advice on a range inside an allocation we own; failure is harmless.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+}
+
+impl<T> Drop for ZeroedTable<T> {
+    fn drop(&mut self) {
+        if let Some((base, len)) = self.map {
+            // SAFETY: values needing no drop (atomics and plain data, `ZeroValid`); the mapping is
+            // ours and nothing refers to it any more.
+            unsafe { libc::munmap(base.as_ptr(), len) };
+        }
     }
 }
 
