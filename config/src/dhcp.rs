@@ -1273,6 +1273,7 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
         sync_ack_timeout_ms: 2000,
         parked_packet_limit: 256,
         idle_spin_us: crate::model::DEFAULT_IDLE_SPIN_US,
+        prefault_tables: true,
     };
     let mut fsync = FsyncPolicy::IntervalMs(crate::model::DEFAULT_JOURNAL_FSYNC_MS);
     let Some(Value::Object(m)) = uc else {
@@ -1328,6 +1329,9 @@ fn read_tuning(ctx: &mut Ctx, uc: Option<&Value>, path: &str) -> (Tuning, FsyncP
                 Replication::Asynchronous
             }
         };
+    }
+    if let Some(v) = o.bool(ctx, "prefault-tables") {
+        t.prefault_tables = v;
     }
     if let Some(v) = o.int(ctx, "idle-spin-us", 0, 1_000_000) {
         t.idle_spin_us = v as u32;

@@ -229,6 +229,12 @@ pub struct Tuning {
     /// wake-up (an inter-processor interrupt, a VM exit under a hypervisor) for every burst that
     /// arrives after a pause, paid by whoever sent it.
     pub idle_spin_us: u32,
+    /// `user-context.xdhcp.prefault-tables`: touch every page of the DHCPv4 lease tables (one
+    /// 64-byte slot per pool address plus the client index) at start, so that no worker ever
+    /// waits for a page fault on the hot path, and a machine short of memory says so at start.
+    /// Costs the tables' RAM up front (about 128 bytes per pool address) instead of as leases
+    /// come.
+    pub prefault_tables: bool,
 }
 
 /// How lease changes reach the HA peers (see [`Tuning::replication`]).

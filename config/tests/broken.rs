@@ -473,10 +473,11 @@ fn tuning_from_user_context() {
         xdhcp_config::model::FsyncPolicy::IntervalMs(1)
     );
     assert_eq!(t.idle_spin_us, 50);
+    assert!(t.prefault_tables);
     assert_eq!(d.decline_probation_period_secs, 86400);
     assert!(d.match_client_id && !d.authoritative && d.echo_client_id);
     let d = ok(&v4(
-        r#""user-context": {"note": "x", "xdhcp": {"offer-hold-secs": 5, "workers": 2, "backend": "xdp", "ring-size": 4096, "frame-count": 16384, "journal-queue": 1024, "journal-fsync": 20, "idle-spin-us": 0}},"#,
+        r#""user-context": {"note": "x", "xdhcp": {"offer-hold-secs": 5, "workers": 2, "backend": "xdp", "ring-size": 4096, "frame-count": 16384, "journal-queue": 1024, "journal-fsync": 20, "idle-spin-us": 0, "prefault-tables": false}},"#,
         S,
     ))
     .config
@@ -499,6 +500,7 @@ fn tuning_from_user_context() {
         xdhcp_config::model::FsyncPolicy::IntervalMs(20)
     );
     assert_eq!(t.idle_spin_us, 0);
+    assert!(!t.prefault_tables);
     let e = errors(&v4(
         r#""user-context": {"xdhcp": {"ring-size": 1000, "wokers": 2, "idle-spin-us": 2000000}},"#,
         S,

@@ -102,6 +102,11 @@ pub fn build_shared_with_duid(
         shards: 256,
         stripes: workers.max(1),
         expected_leases: total.min(4 << 20) as usize,
+        // The tables hold DHCPv4 leases: Dhcp4's setting decides.
+        prefault: cfg
+            .dhcp4
+            .as_ref()
+            .is_some_and(|d4| d4.tuning.prefault_tables),
     };
     let store = Arc::new(LeaseStore::new(pools, &sizing));
     // One HA gate per family, each from its own section's relationships (standalone without).

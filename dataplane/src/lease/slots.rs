@@ -185,9 +185,10 @@ pub struct Slots4 {
 }
 
 impl Slots4 {
-    pub fn new(units: usize) -> Slots4 {
+    /// `prefault`: see `StoreSizing::prefault`.
+    pub fn new(units: usize, prefault: bool) -> Slots4 {
         Slots4 {
-            slots: ZeroedTable::new(units),
+            slots: ZeroedTable::new(units, prefault),
             occupied: (0..units.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -258,10 +259,10 @@ impl ClientIndex4 {
     /// buckets per key, overflow (which evicts an entry, i.e. loses that client's affinity and
     /// leaks its address until the lease expires) then practically never happens. At a load of
     /// 0.42 a test lost 36 of 55,000 keys.
-    pub fn new(expected: usize) -> ClientIndex4 {
+    pub fn new(expected: usize, prefault: bool) -> ClientIndex4 {
         let n = expected.next_power_of_two().clamp(16, 1 << 22);
         ClientIndex4 {
-            buckets: ZeroedTable::new(n),
+            buckets: ZeroedTable::new(n, prefault),
             mask: n - 1,
         }
     }
@@ -343,7 +344,9 @@ unsafe impl<T: Send> Send for ZeroedTable<T> {}
 unsafe impl<T: Sync> Sync for ZeroedTable<T> {}
 
 impl<T> ZeroedTable<T> {
-    fn new(n: usize) -> ZeroedTable<T>
+    /// `prefault`: touch every page now (with huge pages, one fault per 2 MiB) rather than on
+    /// first use by a worker.
+    fn new(n: usize, prefault: bool) -> ZeroedTable<T>
     where
         T: ZeroValid,
     {
@@ -380,6 +383,13 @@ impl<T> ZeroedTable<T> {
         if size >= 4 * HUGE {
             // SAFETY: advice on a range inside the mapping we own; failure is harmless (THP off).
             unsafe { libc::madvise(start as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+        }
+        if prefault {
+            for off in (0..size).step_by(4096) {
+                // SAFETY: inside the mapping we own, before anyone else can see it; writing a
+                // zero byte over zeroed memory changes no value.
+                unsafe { std::ptr::write_volatile((start + off) as *mut u8, 0) };
+            }
         }
         debug_assert!(start % std::mem::align_of::<T>() == 0);
         ZeroedTable {
@@ -428,7 +438,7 @@ mod tests {
 
     #[test]
     fn slots_start_empty_and_keep_what_is_written() {
-        let s = Slots4::new(1000);
+        let s = Slots4::new(1000, true);
         assert_eq!(s.count(), 0);
         {
             let mut g = s.lock(999);
@@ -449,7 +459,7 @@ mod tests {
 
     #[test]
     fn the_lock_excludes_other_threads() {
-        let s = std::sync::Arc::new(Slots4::new(1));
+        let s = std::sync::Arc::new(Slots4::new(1, false));
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 let s = s.clone();
@@ -472,7 +482,7 @@ mod tests {
 
     #[test]
     fn the_client_index_finds_what_was_set_and_stays_bounded() {
-        let ix = ClientIndex4::new(16);
+        let ix = ClientIndex4::new(16, false);
         let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for i in 0..40 {
             ix.set(h(i), i as u32 + 1);
@@ -497,7 +507,7 @@ mod tests {
         let h = foldhash::fast::RandomState::default();
         // As many clients as 85% of the pool's addresses, keyed by the store's hasher.
         for (units, keys) in [(65_000usize, 55_000u64), (1 << 20, 900_000)] {
-            let ix = ClientIndex4::new(units);
+            let ix = ClientIndex4::new(units, units % 2 == 0);
             for k in 0..keys {
                 ix.set(h.hash_one(k), k as u32);
             }

@@ -139,6 +139,8 @@ pub struct StoreSizing {
     pub stripes: usize,
     /// Leases to reserve room for (sum of pool sizes, capped).
     pub expected_leases: usize,
+    /// Fault every page of the DHCPv4 tables in now (`prefault-tables`), not on first use.
+    pub prefault: bool,
 }
 
 impl Default for StoreSizing {
@@ -147,6 +149,7 @@ impl Default for StoreSizing {
             shards: 64,
             stripes: 4,
             expected_leases: 1 << 16,
+            prefault: false,
         }
     }
 }
@@ -198,7 +201,7 @@ impl LeaseStore {
             .iter()
             .map(|p| {
                 (p.v6_type.is_none() && p.alloc.is_dense())
-                    .then(|| Slots4::new(p.alloc.units() as usize))
+                    .then(|| Slots4::new(p.alloc.units() as usize, sizing.prefault))
             })
             .collect();
         let v4_units = pools
@@ -221,8 +224,8 @@ impl LeaseStore {
             reclaim_blocks4,
             addrs6: new_shards(shards, 16, &hasher),
             // Sized by the pools, not the capped estimate: the table never grows, and it is
-            // allocated zeroed, so unused room costs address space only.
-            clients4: ClientIndex4::new(sizing.expected_leases.max(v4_units)),
+            // allocated zeroed, so unused room costs address space only (RAM with `prefault`).
+            clients4: ClientIndex4::new(sizing.expected_leases.max(v4_units), sizing.prefault),
             clients: new_shards(shards, 16, &hasher),
             hasher,
             shard_mask: shards - 1,
@@ -1243,6 +1246,7 @@ mod tests {
                 shards: 8,
                 stripes: 2,
                 expected_leases: 1024,
+                prefault: false,
             },
         )
     }
