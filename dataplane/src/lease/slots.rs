@@ -504,8 +504,10 @@ mod tests {
     #[test]
     fn a_nearly_full_pool_of_clients_loses_practically_no_entry() {
         use std::hash::BuildHasher;
-        let h = foldhash::fast::RandomState::default();
-        // As many clients as 85% of the pool's addresses, keyed by the store's hasher.
+        // The store's hash function with a fixed seed: tag collisions depend on the seed, and a
+        // test must not pass or fail by the draw.
+        let h = foldhash::fast::FixedState::with_seed(0x5eed_d4c9);
+        // As many clients as 85% of the pool's addresses.
         for (units, keys) in [(65_000usize, 55_000u64), (1 << 20, 900_000)] {
             let ix = ClientIndex4::new(units, units % 2 == 0);
             for k in 0..keys {
