@@ -647,16 +647,8 @@ pub fn pin(cpu: usize) -> io::Result<()> {
     sys::pin_current_thread(cpu)
 }
 
-/// Monotonic nanoseconds (vDSO, no system call).
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// Monotonic nanoseconds (vDSO, no system call): the dataplane's clock, so both ends read one.
+pub use xdhcp_dataplane::backend::mono_ns;
 
 /// CPU time of the calling thread, nanoseconds.
 pub fn thread_cpu_ns() -> u64 {
