@@ -533,21 +533,15 @@ impl LeaseStore {
         on_change: &mut dyn FnMut(LeaseChange),
     ) -> ReclaimProgress {
         let nmap = self.addrs4.len();
-        let total = self.reclaim_positions4();
-        let mut done = 0;
-        let mut visited = 0;
-        // The cursor is read once: it names where this call starts, and is left at the next
-        // position to visit (or at the last one visited when `max` cut it short, so that it is
-        // re-visited first).
-        let start = *cursor;
-        for step in 0..total {
-            if done >= max || (step > 0 && !keep_going()) {
-                break;
-            }
-            let pos = (start + step) % total;
-            if pos < nmap {
-                done += self.reclaim_shard(&self.addrs4[pos], now, max - done, on_change);
-            } else {
+        reclaim_steps(
+            self.reclaim_positions4(),
+            max,
+            cursor,
+            keep_going,
+            |pos, left| {
+                if pos < nmap {
+                    return self.reclaim_shard(&self.addrs4[pos], now, left, on_change);
+                }
                 // Which dense pool, and which block of it.
                 let i = self
                     .reclaim_blocks4
@@ -558,17 +552,10 @@ impl LeaseStore {
                 } else {
                     self.reclaim_blocks4[i - 1].1
                 };
-                let block = pos - nmap - start;
                 debug_assert!(pos - nmap < end);
-                done += self.reclaim_slots4(p, block, now, max - done, on_change);
-            }
-            visited += 1;
-            *cursor = if done >= max { pos } else { (pos + 1) % total };
-        }
-        ReclaimProgress {
-            reclaimed: done,
-            visited,
-        }
+                self.reclaim_slots4(p, pos - nmap - start, now, left, on_change)
+            },
+        )
     }
 
     /// [`reclaim4`](Self::reclaim4) over one block of a dense pool.
@@ -889,23 +876,9 @@ impl LeaseStore {
         keep_going: &mut dyn FnMut() -> bool,
         on_change: &mut dyn FnMut(LeaseChange),
     ) -> ReclaimProgress {
-        let mut done = 0;
-        let mut visited = 0;
-        let n = self.addrs6.len();
-        let start = *cursor;
-        for step in 0..n {
-            if done >= max || (step > 0 && !keep_going()) {
-                break;
-            }
-            let si = (start + step) % n;
-            done += self.reclaim_shard(&self.addrs6[si], now, max - done, on_change);
-            visited += 1;
-            *cursor = if done >= max { si } else { (si + 1) % n };
-        }
-        ReclaimProgress {
-            reclaimed: done,
-            visited,
-        }
+        reclaim_steps(self.addrs6.len(), max, cursor, keep_going, |si, left| {
+            self.reclaim_shard(&self.addrs6[si], now, left, on_change)
+        })
     }
 
     pub fn for_each6(&self, f: &mut dyn FnMut(&Lease6)) {
@@ -932,6 +905,37 @@ impl LeaseStore {
                 self.delete6(a, t);
             }
         }
+    }
+}
+
+/// The step loop of both reclaimers: visits positions `cursor`, `cursor + 1`, ... (modulo
+/// `total`) through `step(position, leases left)`, which reclaims at most that many and says how
+/// many; stops once `max` are reclaimed, after a whole pass, or when `keep_going` says so (asked
+/// before every step but the first). The cursor is read once: it names where this call starts, and
+/// is left at the next position to visit (or at the last one visited when `max` cut it short, so
+/// that it is re-visited first).
+fn reclaim_steps(
+    total: usize,
+    max: usize,
+    cursor: &mut usize,
+    keep_going: &mut dyn FnMut() -> bool,
+    mut step: impl FnMut(usize, usize) -> usize,
+) -> ReclaimProgress {
+    let mut done = 0;
+    let mut visited = 0;
+    let start = *cursor;
+    for i in 0..total {
+        if done >= max || (i > 0 && !keep_going()) {
+            break;
+        }
+        let pos = (start + i) % total;
+        done += step(pos, max - done);
+        visited += 1;
+        *cursor = if done >= max { pos } else { (pos + 1) % total };
+    }
+    ReclaimProgress {
+        reclaimed: done,
+        visited,
     }
 }
 
