@@ -652,13 +652,7 @@ pub use xdhcp_dataplane::backend::mono_ns;
 
 /// CPU time of the calling thread, nanoseconds.
 pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    xdhcp_dataplane::backend::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// A [`Port`] that loops frames through a server in memory, for tests of the generator loops:

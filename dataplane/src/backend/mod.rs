@@ -31,12 +31,19 @@ impl Now {
 
 /// The monotonic clock in nanoseconds (vDSO: no system call).
 pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// A clock in nanoseconds (`CLOCK_MONOTONIC`, `CLOCK_THREAD_CPUTIME_ID`, ...); 0 if the kernel
+/// does not know it.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: clock_gettime writes into the timespec we own; an unknown clock fails with EINVAL
+    // and leaves it zero.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
