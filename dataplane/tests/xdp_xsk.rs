@@ -118,3 +118,92 @@ fn in_place_echo_with_the_xsk_module() {
         "{kstats:?}"
     );
 }
+
+/// Replies built in allocated frames (the xdhcp worker's way): once the kernel has sent a reply,
+/// the next reply goes into that same frame (the TX pool is LIFO and kept apart from RX frames,
+/// which the kernel wrote on another CPU in copy mode), and no frame is lost either way.
+#[test]
+fn replies_reuse_the_frame_the_kernel_just_sent() {
+    let lab = Lab::new("xt", 1);
+    let server = lab.srv.spawn(|| {
+        let ifindex = sys::ifindex(SRV_IF).unwrap();
+        let mut prog = XdpProgram::load(1, SteerPorts::SERVER).unwrap();
+        let mut sock = XskSocket::new(ifindex, 0, &XskConfig::new(64, 256)).unwrap();
+        prog.register_socket(0, std::os::fd::AsRawFd::as_raw_fd(&sock))
+            .unwrap();
+        prog.attach(SRV_IF, ifindex, AttachMode::Native).unwrap();
+        let free_at_start = sock.free_frames();
+        let mut descs = [XdpDesc::default(); 16];
+        let mut sent_from = Vec::new();
+        let mut reused = 0;
+        let mut rx_frames = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sent_from.len() < 10 && Instant::now() < deadline {
+            sock.poll_rx(50).unwrap();
+            let n = sock.recv(&mut descs);
+            for d in &descs[..n] {
+                rx_frames.push(sock.rx_as_frame(d).addr());
+                let tx = sock.alloc_frame().expect("a free frame");
+                if sent_from.last() == Some(&tx.addr()) {
+                    reused += 1;
+                }
+                let (req, out) = sock.rx_and_tx(d, tx);
+                let len = req.len();
+                out[..len].copy_from_slice(req);
+                let ok = swap_in_place(&mut out[..len]);
+                sock.release_rx(d);
+                if ok && sock.tx_push(tx, len as u32).is_ok() {
+                    sent_from.push(tx.addr());
+                    // Wait until the kernel has sent it and the frame is back in the pool.
+                    let out = sock.free_frames();
+                    let t = Instant::now() + Duration::from_secs(1);
+                    while sock.free_frames() == out && Instant::now() < t {
+                        sock.tx_flush();
+                        sock.reclaim();
+                    }
+                } else {
+                    sock.free_frame(tx);
+                }
+            }
+            sock.tx_flush();
+            sock.refill();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while sock.free_frames() + 64 < free_at_start && Instant::now() < deadline {
+            sock.tx_flush();
+            sock.reclaim();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Frames lent to the fill ring are not free: 64 of them (the ring) at most.
+        let lost = free_at_start.saturating_sub(sock.free_frames() + 64);
+        (sent_from, reused, rx_frames, lost, sock.counters())
+    });
+    lab.cli.run(|| {
+        let s = UdpSocket::bind((CLI_IP, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 128];
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while got < 10 && Instant::now() < deadline {
+            s.send_to(format!("pong {got}").as_bytes(), (SRV_IP, 67))
+                .unwrap();
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                assert_eq!(&buf[..n], format!("pong {got}").as_bytes());
+                got += 1;
+            }
+        }
+        assert_eq!(got, 10, "every reply arrived");
+    });
+    let (sent_from, reused, rx_frames, lost, counters) = server.join().unwrap();
+    assert_eq!(sent_from.len(), 10, "{counters:?}");
+    assert_eq!(
+        reused, 9,
+        "each reply after the first reuses the frame just sent: {sent_from:?}"
+    );
+    assert!(
+        sent_from.iter().all(|a| !rx_frames.contains(a)),
+        "replies never go into frames the kernel received into: tx {sent_from:?} rx {rx_frames:?}"
+    );
+    assert_eq!(lost, 0, "every frame came back to the pool: {counters:?}");
+}
