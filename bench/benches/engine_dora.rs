@@ -344,17 +344,19 @@ fn parts(c: &mut Criterion) {
             n = (n + 1) % pool_size();
             let hw = HwAddr::ethernet(client_mac(3, n));
             let key = ClientKey::v4(1, &hw, None, true);
-            let make = |addr: Ipv4Addr| Lease4 {
-                addr,
-                hwaddr: hw,
-                client_id: Default::default(),
-                subnet_id: 1,
-                cltt: now,
-                valid_lft: 60,
-                state: LeaseState::Offered,
-                fqdn_fwd: false,
-                fqdn_rev: false,
-                hostname: None,
+            let make = |addr: Ipv4Addr| {
+                Some(Lease4 {
+                    addr,
+                    hwaddr: hw,
+                    client_id: Default::default(),
+                    subnet_id: 1,
+                    cltt: now,
+                    valid_lft: 60,
+                    state: LeaseState::Offered,
+                    fqdn_fwd: false,
+                    fqdn_rev: false,
+                    hostname: None,
+                })
             };
             store
                 .allocate4(&key, &[0], 0, &make, now)

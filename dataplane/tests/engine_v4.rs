@@ -793,3 +793,30 @@ fn client_classes_steer_subnets_and_pools_and_rank_options_as_kea_does() {
     );
     assert_eq!(h.drops(DropReason::NoSubnet), 1);
 }
+
+/// An address reserved for another client inside the pool (192.0.2.12, Kea's in-pool
+/// reservation) is skipped, never handed out, and stays free for its owner: every other address
+/// of the 10-address pool goes to a client. (Skipping it used to end the DISCOVER with "no
+/// address available" and put the address back where the next allocation found it again, so the
+/// pool was stuck at the reservation.)
+#[test]
+fn in_pool_reservations_are_skipped_not_a_dead_end() {
+    let mut h = Harness::new(&config("", ""));
+    let mut got = Vec::new();
+    for n in 1..=9 {
+        got.push(dora(&mut h, mac(n)).yiaddr());
+    }
+    got.sort();
+    let want: Vec<Ipv4Addr> = (10..=19)
+        .filter(|&o| o != 12)
+        .map(|o| Ipv4Addr::new(192, 0, 2, o))
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        h.client(&discover(mac(10)).build(), mac(10)).is_none(),
+        "the pool is full but for the reserved address"
+    );
+    assert_eq!(h.drops(DropReason::NoAddressAvailable), 1);
+    let owner = [0xaa, 0xbb, 0xcc, 0, 0, 3];
+    assert_eq!(dora(&mut h, owner).yiaddr(), Ipv4Addr::new(192, 0, 2, 12));
+}

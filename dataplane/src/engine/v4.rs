@@ -349,14 +349,14 @@ fn discover(
                 }
             }
             let key = c.key(si, msg);
-            let make = |a: Ipv4Addr| c.new_lease(si, a, msg, LeaseState::Offered, hold);
+            // Addresses reserved for other clients inside the pools are skipped (Kea's
+            // in-pool reservations) and stay free for their owners.
+            let make = |a: Ipv4Addr| {
+                (!c.rt.reserved_for_other(si, a, c.res))
+                    .then(|| c.new_lease(si, a, msg, LeaseState::Offered, hold))
+            };
             match store.allocate4(&key, &pools, worker, &make, c.now) {
                 Ok(l) => {
-                    if c.rt.reserved_for_other(si, l.addr, c.res) {
-                        // Reserved addresses inside pools are skipped; give it back and try again later.
-                        store.delete4(l.addr);
-                        continue;
-                    }
                     chosen = Some((si, l));
                     break;
                 }

@@ -602,22 +602,22 @@ impl Ctx<'_> {
             }
         }
         for &(pi, len) in &pools {
-            // Bounded retries: only addresses reserved for other clients are given back.
+            // Bounded retries: only claims that lose a race are retried.
             for _ in 0..4 {
                 if commit && !self.sink.has_room() {
                     return Err(DropReason::JournalFull);
                 }
-                let make = |a: Ipv6Addr| self.new_lease(si, a, len, ty, iaid, state, p, v);
+                // Addresses and prefixes reserved for other clients are skipped and stay free.
+                let make = |a: Ipv6Addr| {
+                    (!self.rt.reserved_for_other(si, a, len, self.res))
+                        .then(|| self.new_lease(si, a, len, ty, iaid, state, p, v))
+                };
                 let Ok(l) = self
                     .store
                     .allocate6(&key, &[pi], self.worker, &make, self.now)
                 else {
                     break;
                 };
-                if self.rt.reserved_for_other(si, l.addr, len, self.res) {
-                    self.store.delete6(l.addr, ty);
-                    continue;
-                }
                 if commit && !self.try_claim(si, l.addr, len, ty, iaid, true, pref, valid)? {
                     continue;
                 }

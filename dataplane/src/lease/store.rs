@@ -29,6 +29,9 @@ use std::hash::{BuildHasher, Hash};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+/// Free units an allocation popped but refused (pool index, unit); almost always none.
+type RefusedUnits = SmallVec<[(usize, u64); 4]>;
+
 type Hasher = foldhash::fast::RandomState;
 
 /// Which identifier a client key is made of.
@@ -356,38 +359,57 @@ impl LeaseStore {
         Ok((prev, version))
     }
 
-    /// Allocate a free address from the first candidate pool with room.
+    /// Allocate a free address from the first candidate pool with room. `make` builds the lease
+    /// for an address, or refuses it with `None` (an in-pool reservation for another client):
+    /// refused addresses stay free and are skipped for this allocation only.
     pub fn allocate4(
         &self,
         key: &ClientKey,
         pools: &[usize],
         worker: usize,
-        make: &dyn Fn(Ipv4Addr) -> Lease4,
+        make: &dyn Fn(Ipv4Addr) -> Option<Lease4>,
         now: u64,
     ) -> Result<Lease4, ClaimError> {
-        for &p in pools {
-            let pool = &self.pools[p];
-            // Bounded: a dense pool's free set is exact, so retries only happen after races or
-            // for addresses held outside the bitmap's knowledge (e.g. imported leases).
-            for _ in 0..64 {
-                let Some(unit) = pool.alloc.pop(worker) else {
-                    break;
-                };
-                let a = pool.addr_of(unit) as u32;
-                let mut l = match &self.slots4[p] {
-                    Some(slots) => self.lock_slot4(p, slots, unit as usize, a),
-                    None => self.lock4(a),
-                };
-                if !l.claimable(key, now) {
-                    continue; // held by someone the bitmap did not know about; leave it taken
+        let mut refused = RefusedUnits::new();
+        let found = 'found: {
+            for &p in pools {
+                let pool = &self.pools[p];
+                // Bounded: a dense pool's free set is exact, so retries only happen after races,
+                // for addresses held outside the bitmap's knowledge (e.g. imported leases) and
+                // for refused ones.
+                for _ in 0..64 {
+                    let Some(unit) = pool.alloc.pop(worker) else {
+                        break;
+                    };
+                    let a = pool.addr_of(unit) as u32;
+                    let Some(lease) = make(Ipv4Addr::from(a)) else {
+                        refused.push((p, unit));
+                        continue;
+                    };
+                    let mut l = match &self.slots4[p] {
+                        Some(slots) => self.lock_slot4(p, slots, unit as usize, a),
+                        None => self.lock4(a),
+                    };
+                    if !l.claimable(key, now) {
+                        continue; // held by someone the bitmap did not know about; leave it taken
+                    }
+                    l.set(&lease);
+                    self.index_client4(key, a);
+                    break 'found Ok(lease);
                 }
-                let lease = make(Ipv4Addr::from(a));
-                l.set(&lease);
-                self.index_client4(key, a);
-                return Ok(lease);
             }
+            Err(ClaimError::PoolsExhausted)
+        };
+        self.return_refused(refused);
+        found
+    }
+
+    /// Puts units an allocation refused back into their pools' free sets (after the allocation,
+    /// so that it does not pop them again).
+    fn return_refused(&self, refused: RefusedUnits) {
+        for (p, unit) in refused {
+            self.pools[p].alloc.put(unit);
         }
-        Err(ClaimError::PoolsExhausted)
     }
 
     /// Update a lease in place if it still belongs to `key`. Returns the new lease.
@@ -743,28 +765,36 @@ impl LeaseStore {
         key: &ClientKey,
         pools: &[usize],
         worker: usize,
-        make: &dyn Fn(Ipv6Addr) -> Lease6,
+        make: &dyn Fn(Ipv6Addr) -> Option<Lease6>,
         now: u64,
     ) -> Result<Lease6, ClaimError> {
-        for &p in pools {
-            let pool = &self.pools[p];
-            let Some(ty) = pool.v6_type else { continue };
-            for _ in 0..64 {
-                let Some(unit) = pool.alloc.pop(worker) else {
-                    break;
-                };
-                let k = (pool.addr_of(unit), ty);
-                let lease = make(Ipv6Addr::from(k.0));
-                let mut shard = self.addrs6[self.shard_of(&k)].lock();
-                if !Self::claimable6(shard.get(&k), key, now) {
-                    continue;
+        let mut refused = RefusedUnits::new();
+        let found = 'found: {
+            for &p in pools {
+                let pool = &self.pools[p];
+                let Some(ty) = pool.v6_type else { continue };
+                for _ in 0..64 {
+                    let Some(unit) = pool.alloc.pop(worker) else {
+                        break;
+                    };
+                    let k = (pool.addr_of(unit), ty);
+                    let Some(lease) = make(Ipv6Addr::from(k.0)) else {
+                        refused.push((p, unit));
+                        continue;
+                    };
+                    let mut shard = self.addrs6[self.shard_of(&k)].lock();
+                    if !Self::claimable6(shard.get(&k), key, now) {
+                        continue;
+                    }
+                    shard.insert(k, lease.clone());
+                    self.index_client(key, k.0);
+                    break 'found Ok(lease);
                 }
-                shard.insert(k, lease.clone());
-                self.index_client(key, k.0);
-                return Ok(lease);
             }
-        }
-        Err(ClaimError::PoolsExhausted)
+            Err(ClaimError::PoolsExhausted)
+        };
+        self.return_refused(refused);
+        found
     }
 
     pub fn update6(
@@ -1280,7 +1310,7 @@ mod tests {
         let mut got = Vec::new();
         for mac in 0..4 {
             let l = s
-                .allocate4(&key(mac), &[0], 0, &|a| lease(a, mac, 1000), 1000)
+                .allocate4(&key(mac), &[0], 0, &|a| Some(lease(a, mac, 1000)), 1000)
                 .unwrap();
             got.push(l.addr);
         }
@@ -1288,7 +1318,7 @@ mod tests {
         got.dedup();
         assert_eq!(got.len(), 4);
         assert_eq!(
-            s.allocate4(&key(9), &[0], 0, &|a| lease(a, 9, 1000), 1000),
+            s.allocate4(&key(9), &[0], 0, &|a| Some(lease(a, 9, 1000)), 1000),
             Err(ClaimError::PoolsExhausted)
         );
         assert_eq!(
@@ -1305,7 +1335,7 @@ mod tests {
     fn expired_leases_are_reclaimed_and_reusable() {
         let s = store(Ipv4Addr::new(10, 0, 0, 10), 1);
         let l = s
-            .allocate4(&key(1), &[0], 0, &|a| lease(a, 1, 1000), 1000)
+            .allocate4(&key(1), &[0], 0, &|a| Some(lease(a, 1, 1000)), 1000)
             .unwrap();
         let mut changes = Vec::new();
         let mut cursor = 0;
@@ -1323,7 +1353,7 @@ mod tests {
         // Client 1 still finds its old lease (affinity); client 2 may take the address.
         assert_eq!(s.get_by_client4(&key(1)).unwrap().addr, l.addr);
         let l2 = s
-            .allocate4(&key(2), &[0], 1, &|a| lease(a, 2, 1200), 1200)
+            .allocate4(&key(2), &[0], 1, &|a| Some(lease(a, 2, 1200)), 1200)
             .unwrap();
         assert_eq!(l2.addr, l.addr);
         // Client 1's index entry is now stale and must not resolve to client 2's lease.
@@ -1335,12 +1365,12 @@ mod tests {
         let s = store(Ipv4Addr::new(10, 0, 0, 10), 2);
         s.put4(lease(Ipv4Addr::new(10, 0, 0, 10), 1, 1000));
         let l = s
-            .allocate4(&key(2), &[0], 0, &|a| lease(a, 2, 1000), 1000)
+            .allocate4(&key(2), &[0], 0, &|a| Some(lease(a, 2, 1000)), 1000)
             .unwrap();
         assert_eq!(l.addr, Ipv4Addr::new(10, 0, 0, 11));
         s.delete4(Ipv4Addr::new(10, 0, 0, 10));
         let l = s
-            .allocate4(&key(3), &[0], 0, &|a| lease(a, 3, 1000), 1000)
+            .allocate4(&key(3), &[0], 0, &|a| Some(lease(a, 3, 1000)), 1000)
             .unwrap();
         assert_eq!(l.addr, Ipv4Addr::new(10, 0, 0, 10));
     }
@@ -1361,9 +1391,11 @@ mod tests {
                                 &k,
                                 &[0],
                                 w,
-                                &|a| Lease4 {
-                                    hwaddr: HwAddr::ethernet(mac),
-                                    ..lease(a, 0, 1)
+                                &|a| {
+                                    Some(Lease4 {
+                                        hwaddr: HwAddr::ethernet(mac),
+                                        ..lease(a, 0, 1)
+                                    })
                                 },
                                 1,
                             )
