@@ -470,7 +470,7 @@ fn tuning_from_user_context() {
     assert_eq!(t.backend, xdhcp_config::model::Backend::Socket);
     assert_eq!(
         d.lease_database.fsync,
-        xdhcp_config::model::FsyncPolicy::IntervalMs(1)
+        xdhcp_config::model::FsyncPolicy::IntervalMs(10)
     );
     assert_eq!(t.idle_spin_us, 50);
     assert!(t.prefault_tables);
