@@ -272,6 +272,9 @@ impl Port for XdpPort {
         for s in &mut self.socks {
             let n = s.recv(&mut self.descs[..max]);
             for d in &self.descs[..n] {
+                s.prefetch_rx(d);
+            }
+            for d in &self.descs[..n] {
                 on_frame(s.rx_frame(d));
                 s.release_rx(d);
             }

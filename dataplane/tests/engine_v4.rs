@@ -46,6 +46,8 @@ struct Harness {
     sink: VecSink,
     shared: Arc<Shared>,
     now: u64,
+    /// Give the worker each frame as a prefetch hint first, as the AF_XDP backend does.
+    prefetch: bool,
 }
 
 impl Harness {
@@ -63,6 +65,7 @@ impl Harness {
             sink,
             shared,
             now: 1_800_000_000,
+            prefetch: false,
         }
     }
 
@@ -103,6 +106,9 @@ impl Harness {
             unix_secs: self.now,
             mono_ns: self.now * 1_000_000_000,
         };
+        if self.prefetch {
+            self.worker.prefetch(&Self::ctx(), &frame);
+        }
         self.worker
             .handle_frame(now, &Self::ctx(), &frame, &mut tx)
             .map(|len| {
@@ -792,6 +798,50 @@ fn client_classes_steer_subnets_and_pools_and_rank_options_as_kea_does() {
         "no subnet of the link admits a kiosk"
     );
     assert_eq!(h.drops(DropReason::NoSubnet), 1);
+}
+
+/// The backend's prefetch hint changes nothing: the same conversation (new clients, a renewal,
+/// a relayed client, garbage) gives the same replies, journal and statistics with and without it.
+#[test]
+fn prefetch_hints_change_nothing() {
+    let run = |prefetch: bool| {
+        let mut h = Harness::new(&config("", ""));
+        h.prefetch = prefetch;
+        let mut replies = Vec::new();
+        for n in 1..=4 {
+            replies.push(dora(&mut h, mac(n)).dhcp);
+        }
+        let renew = dora(&mut h, mac(2));
+        replies.push(renew.dhcp);
+        let relayed = RequestBuilder::new(MessageType::Discover, 7, mac(9))
+            .giaddr(Ipv4Addr::new(10, 20, 0, 1))
+            .build();
+        replies.push(
+            h.send(
+                &relayed,
+                RELAY_MAC,
+                Ipv4Addr::new(10, 20, 0, 1),
+                SERVER_IP,
+                67,
+            )
+            .unwrap_or_default(),
+        );
+        replies.push(h.client(&[1, 2, 3], mac(5)).unwrap_or_default());
+        let mut stats = h.shared.stats.snapshot();
+        stats.sort();
+        (replies, h.journal(), stats)
+    };
+    let (plain, plain_journal, plain_stats) = run(false);
+    let (hinted, hinted_journal, hinted_stats) = run(true);
+    assert_eq!(plain, hinted);
+    assert_eq!(plain_journal, hinted_journal);
+    assert_eq!(plain_stats, hinted_stats);
+    assert!(
+        plain_stats
+            .iter()
+            .any(|(k, v)| k == "pkt4-ack-sent" && *v == 5),
+        "{plain_stats:?}"
+    );
 }
 
 /// An address reserved for another client inside the pool (192.0.2.12, Kea's in-pool

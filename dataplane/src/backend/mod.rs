@@ -126,6 +126,11 @@ pub trait FrameHandler: Send {
         tx: &mut [u8],
     ) -> Option<usize>;
 
+    /// A hint, for each frame of a received batch before the first is handled: `rx` is about to
+    /// be passed to [`FrameHandler::handle_frame`], so the handler may start loading the state it
+    /// will read (prefetch). It must not change anything or count anything. Default: nothing.
+    fn prefetch(&mut self, _ctx: &RxContext, _rx: &[u8]) {}
+
     /// Periodic work (expiry, statistics flush). Called at least once a second by every backend.
     fn tick(&mut self, now: Now);
 

@@ -692,7 +692,12 @@ fn run_worker(
         // pulling every frame's headers and first options into this core's cache now, so the
         // misses overlap instead of stalling each frame's parse in turn.
         for d in &descs[..n] {
-            prefetch_frame(sock.rx_frame(d));
+            sock.prefetch_rx(d);
+        }
+        // Then let the handler start loading the lease state each frame will need (the client
+        // index is far larger than the caches).
+        for d in &descs[..n] {
+            handler.prefetch(&ctx, sock.rx_frame(d));
         }
         for d in &descs[..n] {
             match sock.alloc_frame() {
@@ -751,24 +756,6 @@ fn run_worker(
     handler.tick(Now::read());
     local.ticks += 1;
     stats.publish(&local);
-}
-
-/// Bytes of a request worth prefetching: Ethernet, IP and UDP headers, the BOOTP header and the
-/// first options (message type, client id, parameter request list).
-const PREFETCH_BYTES: usize = 384;
-
-fn prefetch_frame(f: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    for off in (0..f.len().min(PREFETCH_BYTES)).step_by(64) {
-        // SAFETY: `off` is within `f`; a prefetch never faults and has no effect on memory.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                f.as_ptr().add(off) as *const i8,
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = f;
 }
 
 fn maybe_tick(

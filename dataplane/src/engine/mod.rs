@@ -225,6 +225,13 @@ impl FrameHandler for Worker {
         })
     }
 
+    fn prefetch(&mut self, ctx: &RxContext, rx: &[u8]) {
+        let Ok(f) = parse_udp_frame(rx) else { return };
+        if matches!(f.l3, L3::V4 { .. }) && f.dst_port == crate::wire::dhcp4::SERVER_PORT {
+            v4::prefetch(self, ctx, &f, rx);
+        }
+    }
+
     fn tick(&mut self, _now: Now) {}
 }
 

@@ -278,6 +278,23 @@ impl ClientIndex4 {
         [&self.buckets[home], &self.buckets[(home + 1) & self.mask]]
     }
 
+    /// Starts loading the home bucket of this hash (see [`LeaseStore::prefetch_client4`]).
+    ///
+    /// [`LeaseStore::prefetch_client4`]: crate::lease::store::LeaseStore::prefetch_client4
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let (home, _) = self.split(hash);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch never faults and has no effect on memory; the address is in-bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (&self.buckets[home] as *const Bucket).cast::<i8>(),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = home;
+    }
+
     /// The address last recorded for the key with this hash.
     #[inline]
     pub fn get(&self, hash: u64) -> Option<u32> {
