@@ -40,19 +40,57 @@ fn swap_in_place(f: &mut [u8]) -> bool {
     true
 }
 
+/// Loads the program, binds an AF_XDP socket (64-entry rings, 256 frames) to queue 0 of the
+/// server's veth and attaches in native mode. Keep the program alive while the socket is used.
+fn bound_socket() -> (XdpProgram, XskSocket) {
+    let ifindex = sys::ifindex(SRV_IF).unwrap();
+    let mut prog = XdpProgram::load(1, SteerPorts::SERVER).unwrap();
+    let sock = XskSocket::new(ifindex, 0, &XskConfig::new(64, 256)).unwrap();
+    prog.register_socket(0, std::os::fd::AsRawFd::as_raw_fd(&sock))
+        .unwrap();
+    assert_eq!(
+        prog.attach(SRV_IF, ifindex, AttachMode::Native).unwrap(),
+        AttachedMode::Native
+    );
+    (prog, sock)
+}
+
+/// Waits (2 s at most) until every frame but the fill ring's 64 is back in the pool: sent frames
+/// come home through the completion ring.
+fn wait_frames_home(sock: &mut XskSocket, free_at_start: usize) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while sock.free_frames() + 64 < free_at_start && Instant::now() < deadline {
+        sock.tx_flush();
+        sock.reclaim();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The client side: sends `<word> N` to the server's port 67 until ten came back unchanged.
+fn ten_round_trips(word: &str) {
+    let s = UdpSocket::bind((CLI_IP, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 128];
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while got < 10 && Instant::now() < deadline {
+        s.send_to(format!("{word} {got}").as_bytes(), (SRV_IP, 67))
+            .unwrap();
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            assert_eq!(from.port(), 67);
+            assert_eq!(&buf[..n], format!("{word} {got}").as_bytes());
+            got += 1;
+        }
+    }
+    assert_eq!(got, 10, "every reply arrived with valid checksums");
+}
+
 #[test]
 fn in_place_echo_with_the_xsk_module() {
     let lab = Lab::new("xk", 1);
     let server = lab.srv.spawn(|| {
-        let ifindex = sys::ifindex(SRV_IF).unwrap();
-        let mut prog = XdpProgram::load(1, SteerPorts::SERVER).unwrap();
-        let mut sock = XskSocket::new(ifindex, 0, &XskConfig::new(64, 256)).unwrap();
-        prog.register_socket(0, std::os::fd::AsRawFd::as_raw_fd(&sock))
-            .unwrap();
-        assert_eq!(
-            prog.attach(SRV_IF, ifindex, AttachMode::Native).unwrap(),
-            AttachedMode::Native
-        );
+        let (_prog, mut sock) = bound_socket();
         let free_at_start = sock.free_frames();
 
         let mut descs = [XdpDesc::default(); 16];
@@ -71,35 +109,12 @@ fn in_place_echo_with_the_xsk_module() {
             sock.tx_flush();
             sock.refill();
         }
-        // Every frame comes home: sent frames through the completion ring into the pool.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while sock.free_frames() + 64 < free_at_start && Instant::now() < deadline {
-            sock.tx_flush();
-            sock.reclaim();
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_frames_home(&mut sock, free_at_start);
         let c = sock.counters();
         (echoed, c, sock.kernel_stats().unwrap(), sock.is_zero_copy())
     });
 
-    lab.cli.run(|| {
-        let s = UdpSocket::bind((CLI_IP, 0)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut got = 0;
-        let mut buf = [0u8; 128];
-        let deadline = Instant::now() + Duration::from_secs(4);
-        while got < 10 && Instant::now() < deadline {
-            s.send_to(format!("ping {got}").as_bytes(), (SRV_IP, 67))
-                .unwrap();
-            if let Ok((n, from)) = s.recv_from(&mut buf) {
-                assert_eq!(from.port(), 67);
-                assert_eq!(&buf[..n], format!("ping {got}").as_bytes());
-                got += 1;
-            }
-        }
-        assert_eq!(got, 10, "every in-place echo arrived with valid checksums");
-    });
+    lab.cli.run(|| ten_round_trips("ping"));
     let (echoed, counters, kstats, zc) = server.join().unwrap();
     assert!(echoed >= 10);
     assert!(!zc, "veth: copy mode");
@@ -126,12 +141,7 @@ fn in_place_echo_with_the_xsk_module() {
 fn replies_reuse_the_frame_the_kernel_just_sent() {
     let lab = Lab::new("xt", 1);
     let server = lab.srv.spawn(|| {
-        let ifindex = sys::ifindex(SRV_IF).unwrap();
-        let mut prog = XdpProgram::load(1, SteerPorts::SERVER).unwrap();
-        let mut sock = XskSocket::new(ifindex, 0, &XskConfig::new(64, 256)).unwrap();
-        prog.register_socket(0, std::os::fd::AsRawFd::as_raw_fd(&sock))
-            .unwrap();
-        prog.attach(SRV_IF, ifindex, AttachMode::Native).unwrap();
+        let (_prog, mut sock) = bound_socket();
         let free_at_start = sock.free_frames();
         let mut descs = [XdpDesc::default(); 16];
         let mut sent_from = Vec::new();
@@ -168,33 +178,12 @@ fn replies_reuse_the_frame_the_kernel_just_sent() {
             sock.tx_flush();
             sock.refill();
         }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while sock.free_frames() + 64 < free_at_start && Instant::now() < deadline {
-            sock.tx_flush();
-            sock.reclaim();
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_frames_home(&mut sock, free_at_start);
         // Frames lent to the fill ring are not free: 64 of them (the ring) at most.
         let lost = free_at_start.saturating_sub(sock.free_frames() + 64);
         (sent_from, reused, rx_frames, lost, sock.counters())
     });
-    lab.cli.run(|| {
-        let s = UdpSocket::bind((CLI_IP, 0)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut got = 0;
-        let mut buf = [0u8; 128];
-        let deadline = Instant::now() + Duration::from_secs(4);
-        while got < 10 && Instant::now() < deadline {
-            s.send_to(format!("pong {got}").as_bytes(), (SRV_IP, 67))
-                .unwrap();
-            if let Ok((n, _)) = s.recv_from(&mut buf) {
-                assert_eq!(&buf[..n], format!("pong {got}").as_bytes());
-                got += 1;
-            }
-        }
-        assert_eq!(got, 10, "every reply arrived");
-    });
+    lab.cli.run(|| ten_round_trips("pong"));
     let (sent_from, reused, rx_frames, lost, counters) = server.join().unwrap();
     assert_eq!(sent_from.len(), 10, "{counters:?}");
     assert_eq!(
