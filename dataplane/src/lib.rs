@@ -8,6 +8,7 @@ pub mod backend;
 pub mod control_socket;
 pub mod engine;
 pub mod lease;
+pub(crate) mod prefetch;
 pub mod server;
 pub mod syncrepl;
 pub mod wire;

@@ -284,15 +284,7 @@ impl ClientIndex4 {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         let (home, _) = self.split(hash);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch never faults and has no effect on memory; the address is in-bounds.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (&self.buckets[home] as *const Bucket).cast::<i8>(),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = home;
+        crate::prefetch::read(&self.buckets[home]);
     }
 
     /// The address last recorded for the key with this hash.

@@ -751,17 +751,9 @@ impl XskSocket {
     /// batch before handling the first overlaps those misses instead of stalling on each in turn.
     pub fn prefetch_rx(&self, d: &XdpDesc) {
         let f = self.rx_frame(d);
-        #[cfg(target_arch = "x86_64")]
-        for off in (0..f.len().min(PREFETCH_BYTES)).step_by(64) {
-            // SAFETY: `off` is within `f`; a prefetch never faults and has no effect on memory.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    f.as_ptr().add(off) as *const i8,
-                )
-            };
+        for line in f[..f.len().min(PREFETCH_BYTES)].chunks(64) {
+            crate::prefetch::read(line.as_ptr());
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = f;
     }
 
     /// Bytes of a received frame, writable (for in-place replies).
