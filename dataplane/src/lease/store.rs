@@ -29,8 +29,15 @@ use std::hash::{BuildHasher, Hash};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-/// Free units an allocation popped but refused (pool index, unit); almost always none.
-type RefusedUnits = SmallVec<[(usize, u64); 4]>;
+/// What an allocation did with one free unit it popped ([`LeaseStore::allocate_from`]).
+enum Attempt<L> {
+    /// Claimed: the lease is the allocation's result.
+    Took(L),
+    /// Refused by the caller (reserved for another client): stays free.
+    Refused,
+    /// Held by someone the free set did not know about: left taken.
+    Held,
+}
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -378,46 +385,65 @@ impl LeaseStore {
         make: &dyn Fn(Ipv4Addr) -> Option<Lease4>,
         now: u64,
     ) -> Result<Lease4, ClaimError> {
-        let mut refused = RefusedUnits::new();
+        self.allocate_from(
+            pools,
+            worker,
+            |_| true,
+            |p, pool, unit| {
+                let a = pool.addr_of(unit) as u32;
+                let Some(lease) = make(Ipv4Addr::from(a)) else {
+                    return Attempt::Refused;
+                };
+                let mut l = match &self.slots4[p] {
+                    Some(slots) => self.lock_slot4(p, slots, unit as usize, a),
+                    None => self.lock4(a),
+                };
+                if !l.claimable(key, now) {
+                    return Attempt::Held;
+                }
+                l.set(&lease);
+                self.index_client4(key, a);
+                Attempt::Took(lease)
+            },
+        )
+    }
+
+    /// The allocation loop of both families: pops free units from the pools `serves` accepts, in
+    /// order, and offers each to `attempt`. Bounded: a dense pool's free set is exact, so more
+    /// than one pop per pool only happens after races, for addresses held outside the bitmap's
+    /// knowledge (e.g. imported leases; left taken) and for refused ones, which go back to the
+    /// free set afterwards (not at once, or the next pop would return them again).
+    fn allocate_from<L>(
+        &self,
+        pools: &[usize],
+        worker: usize,
+        serves: impl Fn(&PoolInfo) -> bool,
+        mut attempt: impl FnMut(usize, &PoolInfo, u64) -> Attempt<L>,
+    ) -> Result<L, ClaimError> {
+        let mut refused: SmallVec<[(usize, u64); 4]> = SmallVec::new();
         let found = 'found: {
             for &p in pools {
                 let pool = &self.pools[p];
-                // Bounded: a dense pool's free set is exact, so retries only happen after races,
-                // for addresses held outside the bitmap's knowledge (e.g. imported leases) and
-                // for refused ones.
+                if !serves(pool) {
+                    continue;
+                }
                 for _ in 0..64 {
                     let Some(unit) = pool.alloc.pop(worker) else {
                         break;
                     };
-                    let a = pool.addr_of(unit) as u32;
-                    let Some(lease) = make(Ipv4Addr::from(a)) else {
-                        refused.push((p, unit));
-                        continue;
-                    };
-                    let mut l = match &self.slots4[p] {
-                        Some(slots) => self.lock_slot4(p, slots, unit as usize, a),
-                        None => self.lock4(a),
-                    };
-                    if !l.claimable(key, now) {
-                        continue; // held by someone the bitmap did not know about; leave it taken
+                    match attempt(p, pool, unit) {
+                        Attempt::Took(l) => break 'found Ok(l),
+                        Attempt::Refused => refused.push((p, unit)),
+                        Attempt::Held => {}
                     }
-                    l.set(&lease);
-                    self.index_client4(key, a);
-                    break 'found Ok(lease);
                 }
             }
             Err(ClaimError::PoolsExhausted)
         };
-        self.return_refused(refused);
-        found
-    }
-
-    /// Puts units an allocation refused back into their pools' free sets (after the allocation,
-    /// so that it does not pop them again).
-    fn return_refused(&self, refused: RefusedUnits) {
         for (p, unit) in refused {
             self.pools[p].alloc.put(unit);
         }
+        found
     }
 
     /// Update a lease in place if it still belongs to `key`. Returns the new lease.
@@ -776,33 +802,23 @@ impl LeaseStore {
         make: &dyn Fn(Ipv6Addr) -> Option<Lease6>,
         now: u64,
     ) -> Result<Lease6, ClaimError> {
-        let mut refused = RefusedUnits::new();
-        let found = 'found: {
-            for &p in pools {
-                let pool = &self.pools[p];
-                let Some(ty) = pool.v6_type else { continue };
-                for _ in 0..64 {
-                    let Some(unit) = pool.alloc.pop(worker) else {
-                        break;
-                    };
-                    let k = (pool.addr_of(unit), ty);
-                    let Some(lease) = make(Ipv6Addr::from(k.0)) else {
-                        refused.push((p, unit));
-                        continue;
-                    };
-                    let mut shard = self.addrs6[self.shard_of(&k)].lock();
-                    if !Self::claimable6(shard.get(&k), key, now) {
-                        continue;
-                    }
-                    shard.insert(k, lease.clone());
-                    self.index_client(key, k.0);
-                    break 'found Ok(lease);
-                }
+        let serves = |pool: &PoolInfo| pool.v6_type.is_some();
+        self.allocate_from(pools, worker, serves, |_, pool, unit| {
+            let Some(ty) = pool.v6_type else {
+                return Attempt::Held; // not reached: `serves` admits v6 pools only
+            };
+            let k = (pool.addr_of(unit), ty);
+            let Some(lease) = make(Ipv6Addr::from(k.0)) else {
+                return Attempt::Refused;
+            };
+            let mut shard = self.addrs6[self.shard_of(&k)].lock();
+            if !Self::claimable6(shard.get(&k), key, now) {
+                return Attempt::Held;
             }
-            Err(ClaimError::PoolsExhausted)
-        };
-        self.return_refused(refused);
-        found
+            shard.insert(k, lease.clone());
+            self.index_client(key, k.0);
+            Attempt::Took(lease)
+        })
     }
 
     pub fn update6(
