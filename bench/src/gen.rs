@@ -13,7 +13,7 @@ use crate::frames::{
     client_mac, parse_reply, Fields, Kind, Templates, MSG_ACK, MSG_NAK, MSG_OFFER,
 };
 use crate::port::{idle_wait, mono_ns, next_due_ns, Port};
-use crate::stats::{Counters, Latency, Report, RunInfo};
+use crate::stats::{Counters, Latencies, Report, RunInfo};
 use crate::track::{Mismatch, Stage, Table};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -105,7 +105,7 @@ pub struct Generator<'t> {
     next_client: u32,
     rng: Rng,
     pub counters: Counters,
-    pub latency: Latency,
+    pub latency: Latencies,
     server_id_fallback: u32,
 }
 
@@ -138,7 +138,7 @@ impl<'t> Generator<'t> {
             next_client: 0,
             rng: Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(cfg.mac_seed)),
             counters: Counters::default(),
-            latency: Latency::new(),
+            latency: Latencies::new(),
             templates,
             server_id_fallback,
             cfg,
@@ -180,6 +180,9 @@ impl<'t> Generator<'t> {
         let s = *self.table.get(slot);
         if s.measured {
             self.counters.replies += 1;
+            self.latency
+                .round_trip
+                .record(now.saturating_sub(s.sent_ns));
         }
         if echo || r.msg_type == MSG_ACK {
             self.table.finish(slot);
@@ -188,7 +191,7 @@ impl<'t> Generator<'t> {
                 if s.stage == Stage::Renew {
                     self.counters.renewals += 1;
                 }
-                self.latency.record(now.saturating_sub(s.start_ns));
+                self.latency.exchange.record(now.saturating_sub(s.start_ns));
             }
             if !echo && !self.addr_of.is_empty() && r.yiaddr != 0 {
                 let c = s.client as usize;
@@ -333,7 +336,7 @@ impl Exchanges for Generator<'_> {
     fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64 {
         Generator::start_new(self, port, n, now, measured)
     }
-    fn state(&mut self) -> (&mut Table, &mut Counters, &Latency) {
+    fn state(&mut self) -> (&mut Table, &mut Counters, &Latencies) {
         (&mut self.table, &mut self.counters, &self.latency)
     }
     fn mode_name(&self) -> String {
@@ -359,8 +362,8 @@ pub(crate) trait Exchanges {
     /// Starts up to `n` new exchanges; returns how many were started (or skipped because the
     /// window was full, in open loop, which also counts as handled).
     fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64;
-    /// The exchange table, the counters and the latency histogram.
-    fn state(&mut self) -> (&mut Table, &mut Counters, &Latency);
+    /// The exchange table, the counters and the latency histograms.
+    fn state(&mut self) -> (&mut Table, &mut Counters, &Latencies);
     /// The run's mode as the report names it.
     fn mode_name(&self) -> String;
 }
@@ -533,6 +536,9 @@ mod tests {
         // Two round trips per completed exchange (NAKed ones have two replies too).
         assert_eq!(c.replies, 2 * (c.completed + c.naks));
         assert_eq!(r.latency.samples, c.completed);
+        // Every reply is a round trip, and none takes longer than its whole exchange.
+        assert_eq!(r.round_trip.samples, c.replies);
+        assert!(r.round_trip.max_us <= r.latency.max_us, "{r:?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::frames6::{
 };
 use crate::gen::{run_loop, Exchanges, GenConfig, RX_ROUNDS};
 use crate::port::Port;
-use crate::stats::{Counters, Latency, Report};
+use crate::stats::{Counters, Latencies, Report};
 use crate::track::{Mismatch, Stage, Table};
 use std::sync::atomic::AtomicBool;
 
@@ -47,7 +47,7 @@ pub struct Generator6<'t> {
     server_id_len: usize,
     next_client: u32,
     pub counters: Counters,
-    pub latency: Latency,
+    pub latency: Latencies,
 }
 
 impl std::fmt::Debug for Generator6<'_> {
@@ -73,7 +73,7 @@ impl<'t> Generator6<'t> {
             server_id_len: 0,
             next_client: 0,
             counters: Counters::default(),
-            latency: Latency::new(),
+            latency: Latencies::new(),
             templates,
             cfg,
         }
@@ -117,6 +117,9 @@ impl<'t> Generator6<'t> {
         let s = *self.table.get(slot);
         if s.measured {
             self.counters.replies += 1;
+            self.latency
+                .round_trip
+                .record(now.saturating_sub(s.sent_ns));
         }
         let lt = self.templates.lease_type();
         let usable_sid = !r.server_id.is_empty() && r.server_id.len() <= MAX_DUID;
@@ -131,7 +134,7 @@ impl<'t> Generator6<'t> {
             self.table.finish(slot);
             if s.measured {
                 self.counters.completed += 1;
-                self.latency.record(now.saturating_sub(s.start_ns));
+                self.latency.exchange.record(now.saturating_sub(s.start_ns));
             }
             return;
         }
@@ -266,7 +269,7 @@ impl Exchanges for Generator6<'_> {
     fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64 {
         Generator6::start_new(self, port, n, now, measured)
     }
-    fn state(&mut self) -> (&mut Table, &mut Counters, &Latency) {
+    fn state(&mut self) -> (&mut Table, &mut Counters, &Latencies) {
         (&mut self.table, &mut self.counters, &self.latency)
     }
     fn mode_name(&self) -> String {
@@ -355,6 +358,7 @@ mod tests {
             assert_eq!(c.unknown_xid + c.wrong_stage + c.unparsed, 0, "{c:?}");
             assert_eq!(c.replies, 2 * c.completed, "ADVERTISE and REPLY each");
             assert_eq!(r.latency.samples, c.completed);
+            assert_eq!(r.round_trip.samples, c.replies);
             assert!(r.mode.contains(lt.name()));
         }
     }

@@ -68,6 +68,21 @@ impl Latency {
     }
 }
 
+/// The two latencies a run measures: whole exchanges (first message sent to last reply: a DORA is
+/// two round trips and the client's turn between them) and single round trips (each reply against
+/// the request it answers), the latter directly comparable with the raw echo's one round trip.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    pub exchange: Latency,
+    pub round_trip: Latency,
+}
+
+impl Latencies {
+    pub fn new() -> Latencies {
+        Latencies::default()
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
@@ -150,12 +165,15 @@ pub struct Report {
     /// Timeouts + NAKs, and their share of the exchanges started.
     pub drops: u64,
     pub drop_pct: f64,
+    /// Whole exchanges (see [`Latencies`]).
     pub latency: LatencySummary,
+    /// Single round trips: each reply against the request it answers.
+    pub round_trip: LatencySummary,
     pub counters: Counters,
 }
 
 impl Report {
-    pub fn new(run: &RunInfo, c: Counters, lat: &Latency) -> Report {
+    pub fn new(run: &RunInfo, c: Counters, lat: &Latencies) -> Report {
         let (duration_s, target_rate, window, sent_window_s) =
             (run.duration_s, run.target_rate, run.window, run.total_s);
         let d = duration_s.max(1e-9);
@@ -180,7 +198,8 @@ impl Report {
             } else {
                 100.0 * drops as f64 / c.started as f64
             },
-            latency: lat.summary(),
+            latency: lat.exchange.summary(),
+            round_trip: lat.round_trip.summary(),
             counters: c,
         }
     }
@@ -188,7 +207,7 @@ impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let c = &self.counters;
-        let l = &self.latency;
+        let (l, rt) = (&self.latency, &self.round_trip);
         let mut s = String::new();
         let load = if self.target_rate == 0 {
             format!("closed loop, window {}", self.window)
@@ -222,6 +241,10 @@ impl Report {
         s.push_str(&format!(
             "  {:<22} p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n",
             "latency", l.p50_us, l.p99_us, l.p999_us, l.max_us
+        ));
+        s.push_str(&format!(
+            "  {:<22} p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n",
+            "round trip", rt.p50_us, rt.p99_us, rt.p999_us, rt.max_us
         ));
         s.push_str(&format!(
             "  started {}  completed {}  renewals {}  naks {}  timeouts {}\n",
@@ -309,7 +332,7 @@ mod tests {
             total_s: 2.5,
             gen_cpu_s: 0.004,
         };
-        let r = Report::new(&run, c, &Latency::new());
+        let r = Report::new(&run, c, &Latencies::new());
         assert_eq!(r.exchanges_per_s, 495.0);
         assert_eq!(r.packets_per_s, 992.5);
         assert_eq!(r.drops, 10);
