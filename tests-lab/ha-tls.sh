@@ -95,8 +95,16 @@ check_agent() {
         ok=0
         notes+=("certificate+user: ${out:0:100}")
     fi
-    code="$("${c[@]}" --cert "$PKI/operator.pem" --key "$PKI/operator.key" -u admin:wrong -o /dev/null -w '%{http_code}' "$url" 2>&1)" || true
+    code="$("${c[@]}" --cert "$PKI/operator.pem" --key "$PKI/operator.key" -u admin:wrong -D "$LAB_DIR/401.hdr" \
+        -o /dev/null -w '%{http_code}' "$url" 2>&1)" || true
     if [[ "$code" == 401 ]]; then notes+=("wrong password: 401"); else ok=0; notes+=("wrong password: $code"); fi
+    # A 401 must say which scheme it wants (RFC 9110 §11.6.1).
+    if grep -qi '^WWW-Authenticate: Basic realm=' "$LAB_DIR/401.hdr" 2>/dev/null; then
+        notes+=("401 names Basic")
+    else
+        ok=0
+        notes+=("401 without WWW-Authenticate: Basic")
+    fi
     if out="$("${c[@]}" -u admin:s3cret "$url" 2>&1)"; then
         ok=0
         notes+=("no client cert: ANSWERED ${out:0:60}")

@@ -1251,8 +1251,22 @@ fn http_loop(
                 .find(|h| h.field.equiv("Authorization"))
                 .map(|h| h.value.as_str().to_string());
             if !got.is_some_and(|g| expect_auth.contains(&g)) {
+                // RFC 9110 §11.6.1: a 401 names the scheme it wants, or clients (curl --anyauth,
+                // browsers) do not know to retry with credentials.
                 let body = answer_list(401, "Unauthorized", None).to_string();
-                let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(401));
+                let mut resp = tiny_http::Response::from_string(body).with_status_code(401);
+                for (k, v) in [
+                    (
+                        "WWW-Authenticate",
+                        "Basic realm=\"xdhcp\", charset=\"UTF-8\"",
+                    ),
+                    ("Content-Type", "application/json"),
+                ] {
+                    if let Ok(h) = tiny_http::Header::from_bytes(k, v) {
+                        resp = resp.with_header(h);
+                    }
+                }
+                let _ = req.respond(resp);
                 continue;
             }
         }
