@@ -233,6 +233,49 @@ pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// Where the server's own threads go (journal, reclaim, control socket): onto the CPUs the
+/// AF_XDP workers leave free (see `XdpBackend::housekeeping_cpus`), so a worker never waits behind
+/// them; left alone with the socket backend (its workers are not pinned) or when no CPU is free.
+struct Housekeeping(Vec<usize>);
+
+impl Housekeeping {
+    /// Runs `spawn` so that the threads it starts inherit the housekeeping CPUs.
+    fn spawn<T>(&self, spawn: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "xdp")]
+        if !self.0.is_empty() {
+            return crate::backend::xdp::sys::spawning_on(&self.0, spawn);
+        }
+        spawn()
+    }
+}
+
+/// The housekeeping CPUs for `backend`; moves the journal's writer thread (started before the
+/// workers, so that replay finishes first) there at once.
+fn housekeeping_cpus(backend: &RunningBackend, journal: Option<&Journal>) -> Housekeeping {
+    match backend {
+        RunningBackend::Socket(_) => Housekeeping(Vec::new()),
+        #[cfg(feature = "xdp")]
+        RunningBackend::Xdp(b) => {
+            let cpus = b.housekeeping_cpus().to_vec();
+            let workers: Vec<usize> = b.queues().iter().map(|q| q.cpu).collect();
+            if cpus.is_empty() {
+                tracing::info!(
+                    workers = ?workers,
+                    "every allowed CPU has an AF_XDP worker: the journal, reclaim and control threads share them"
+                );
+                return Housekeeping(cpus);
+            }
+            if let Some(t) = journal.and_then(Journal::writer_pthread) {
+                if let Err(e) = crate::backend::xdp::sys::set_thread_cpus(t, &cpus) {
+                    tracing::warn!(?cpus, error = %e, "could not move the journal thread to the housekeeping CPUs");
+                }
+            }
+            tracing::info!(workers = ?workers, housekeeping = ?cpus, "AF_XDP workers pinned; the journal, reclaim and control threads run on the other CPUs");
+            Housekeeping(cpus)
+        }
+    }
+}
+
 fn number_of_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -413,6 +456,7 @@ impl Server {
                 anyhow::bail!("this build has no AF_XDP backend (feature `xdp` disabled)")
             }
         };
+        let housekeeping = housekeeping_cpus(&backend, journal.as_deref());
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         // Reclamation: Kea's expired-leases-processing, plus prompt release of expired offers.
@@ -420,7 +464,7 @@ impl Server {
             let current = current.clone();
             let sink = sink_for(&journal);
             let stop = stop.clone();
-            threads.push(
+            threads.push(housekeeping.spawn(|| {
                 std::thread::Builder::new()
                     .name("xdhcp-reclaim".into())
                     .spawn(move || {
@@ -460,35 +504,37 @@ impl Server {
                             );
                             last = std::time::Instant::now();
                         }
-                    })?,
-            );
+                    })
+            })?);
         }
         let config = Arc::new(parking_lot::Mutex::new(cfg.clone()));
         if let Some(cs) = &control_socket {
-            let h = crate::control_socket::spawn(
-                cs.socket_name.clone(),
-                crate::control_socket::Context {
-                    shared: shared.clone(),
-                    current: Some(current.clone()),
-                    reload: Some(Box::new({
-                        let (current, config) = (current.clone(), config.clone());
-                        move |path: Option<&std::path::Path>| {
-                            reload(
-                                &current,
-                                &config,
-                                path,
-                                workers,
-                                &ifaces,
-                                server_duid.clone(),
-                            )
-                        }
-                    })),
-                    journal: journal.clone(),
-                    sink: parking_lot::Mutex::new(sink_for(&journal)),
-                    config: config.clone(),
-                    stop: stop.clone(),
-                },
-            )?;
+            let h = housekeeping.spawn(|| {
+                crate::control_socket::spawn(
+                    cs.socket_name.clone(),
+                    crate::control_socket::Context {
+                        shared: shared.clone(),
+                        current: Some(current.clone()),
+                        reload: Some(Box::new({
+                            let (current, config) = (current.clone(), config.clone());
+                            move |path: Option<&std::path::Path>| {
+                                reload(
+                                    &current,
+                                    &config,
+                                    path,
+                                    workers,
+                                    &ifaces,
+                                    server_duid.clone(),
+                                )
+                            }
+                        })),
+                        journal: journal.clone(),
+                        sink: parking_lot::Mutex::new(sink_for(&journal)),
+                        config: config.clone(),
+                        stop: stop.clone(),
+                    },
+                )
+            })?;
             threads.push(h);
         } else {
             tracing::warn!(

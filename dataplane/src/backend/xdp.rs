@@ -265,6 +265,8 @@ pub struct XdpBackend {
     /// What `statistic-get-all` reads (see [`XdpBackend::stats_source`]).
     source: Arc<XdpStatsSource>,
     stop: Arc<AtomicBool>,
+    /// CPUs this process may use that no worker is pinned to (see [`XdpBackend::housekeeping_cpus`]).
+    housekeeping: Vec<usize>,
     /// Declared after the workers so that, on drop, threads are joined (sockets closed) before
     /// the programs are detached and their maps freed.
     programs: Vec<XdpProgram>,
@@ -355,8 +357,9 @@ impl XdpBackend {
             }
         }
         let xcfg = cfg.xsk_config();
+        let allowed = sys::allowed_cpus();
         let cpus = if cfg.cpus.is_empty() {
-            sys::allowed_cpus()
+            allowed.clone()
         } else {
             cfg.cpus.clone()
         };
@@ -436,6 +439,10 @@ impl XdpBackend {
             programs.push(prog);
         }
 
+        let housekeeping: Vec<usize> = allowed
+            .into_iter()
+            .filter(|c| !infos.iter().any(|q| q.cpu == *c))
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let stats: Arc<[QueueStats]> = (0..infos.len()).map(|_| QueueStats::default()).collect();
         let source = Arc::new(XdpStatsSource {
@@ -448,6 +455,7 @@ impl XdpBackend {
             stats,
             source,
             stop,
+            housekeeping,
             programs,
             _memberships: memberships,
         };
@@ -475,6 +483,15 @@ impl XdpBackend {
             });
         }
         Ok(backend)
+    }
+
+    /// The CPUs this process was allowed at start that no worker is pinned to: where the
+    /// server's other threads (journal, reclaim, control) belong, so that a worker never waits
+    /// behind them (measured on one shared core: the journal thread's write and fsync ran for up
+    /// to 5 ms at a time while the worker was runnable). Empty when every allowed CPU has a worker,
+    /// as under `taskset -c 0` with one worker.
+    pub fn housekeeping_cpus(&self) -> &[usize] {
+        &self.housekeeping
     }
 
     /// The workers, in worker order.

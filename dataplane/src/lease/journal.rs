@@ -1426,6 +1426,12 @@ impl Journal {
         ))
     }
 
+    /// The writer thread's pthread handle (to set its CPUs), while it runs.
+    pub fn writer_pthread(&self) -> Option<libc::pthread_t> {
+        use std::os::unix::thread::JoinHandleExt;
+        self.thread.as_ref().map(|t| t.as_pthread_t())
+    }
+
     /// A new producer with its own bounded queue, for one worker.
     pub fn producer(&self) -> JournalProducer {
         let p = Arc::new(ProducerShared {

@@ -553,15 +553,61 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Pins the calling thread to one CPU.
-pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
     // SAFETY: cpu_set_t is plain data.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes into the set we own; out-of-range CPUs are ignored by the macro.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: CPU_SET writes into the set we own; out-of-range CPUs are ignored by the macro.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    set
+}
+
+/// Restricts the calling thread to `cpus`.
+pub fn set_current_thread_cpus(cpus: &[usize]) -> io::Result<()> {
+    let set = cpu_set(cpus);
     // SAFETY: passes the set and its size; 0 = calling thread.
     check(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
         .map(|_| ())
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    set_current_thread_cpus(&[cpu])
+}
+
+/// Restricts another thread of this process (its pthread handle, e.g. from
+/// `std::os::unix::thread::JoinHandleExt::as_pthread_t`) to `cpus`.
+pub fn set_thread_cpus(thread: libc::pthread_t, cpus: &[usize]) -> io::Result<()> {
+    let set = cpu_set(cpus);
+    // SAFETY: `thread` is a live thread of this process (the caller holds its join handle);
+    // passes the set and its size.
+    let r = unsafe {
+        libc::pthread_setaffinity_np(thread, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// Runs `f` (which spawns threads) with the calling thread restricted to `cpus`, then restores
+/// the calling thread's CPUs: threads spawned inside inherit `cpus`, the caller keeps its own.
+/// Affinity is a placement hint here: if it cannot be set, `f` runs anyway (with a warning).
+pub fn spawning_on<T>(cpus: &[usize], f: impl FnOnce() -> T) -> T {
+    let before = allowed_cpus();
+    let set = set_current_thread_cpus(cpus);
+    if let Err(e) = &set {
+        tracing::warn!(?cpus, error = %e, "could not move new threads to the housekeeping CPUs");
+    }
+    let out = f();
+    if set.is_ok() {
+        if let Err(e) = set_current_thread_cpus(&before) {
+            tracing::warn!(cpus = ?before, error = %e, "could not restore this thread's CPUs");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
