@@ -361,7 +361,11 @@ impl Server {
 
         // Durable state first: replay the journal (or import Kea's CSV once) before serving.
         let journal = match JournalConfig::from_lease_database(&lease_db, tuning.journal_queue) {
-            Some(jc) => {
+            Some(mut jc) => {
+                if tuning.replication == xdhcp_config::model::Replication::Synchronous {
+                    // Replies wait until their change is written and acknowledged by the peers.
+                    jc.idle_park = Duration::from_millis(1);
+                }
                 let fresh = !jc.dir.exists();
                 let (j, replayed) = Journal::open(jc).context("opening the lease journal")?;
                 let n = replayed.leases4.len();

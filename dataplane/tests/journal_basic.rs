@@ -147,6 +147,7 @@ fn full_queue_returns_the_change_and_never_blocks() {
     c.queue_capacity = 4;
     // A parked thread that does not come back by itself during the test.
     c.idle_park = Duration::from_secs(20);
+    c.wake_when_half_full = false;
     let (j, _) = Journal::open(c).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let p = j.producer();
@@ -166,6 +167,32 @@ fn full_queue_returns_the_change_and_never_blocks() {
     assert!(p.has_room());
     p.try_push(back).unwrap();
     assert_eq!(j.flush_blocking(T).unwrap(), 5);
+}
+
+#[test]
+fn a_queue_past_half_full_wakes_the_sleeping_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.queue_capacity = 64;
+    // Without the producers' wake-up nothing would be written for 20 s.
+    c.idle_park = Duration::from_secs(20);
+    let (j, _) = Journal::open(c).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let p = j.producer();
+    // Below half full the writer is left asleep (no system call per change)...
+    for i in 0..31 {
+        assert!(p.has_room());
+        p.try_push(LeaseChange::Put4(lease4(i, 1))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(j.written_seq(), 0, "woken below half full");
+    // ...past it, the engine's room check (made before every change) wakes it.
+    for i in 31..40 {
+        assert!(p.has_room());
+        p.try_push(LeaseChange::Put4(lease4(i, 1))).unwrap();
+    }
+    assert!(p.has_room());
+    wait_until("the woken writer wrote the queue", || j.written_seq() >= 33);
 }
 
 fn wait_until(what: &str, f: impl Fn() -> bool) {

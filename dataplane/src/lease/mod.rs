@@ -6,6 +6,7 @@ pub mod csv;
 pub mod journal;
 pub mod json;
 pub mod slots;
+mod spsc;
 pub mod store;
 pub mod types;
 
