@@ -737,6 +737,7 @@ pub fn reload(
         copied += 1;
         new.store.put6(l.clone());
     });
+    // Workers look for a new state only once theirs is retired (engine::Worker::handle).
     current.store(Arc::new(new));
     *cfg_guard = new_cfg;
     tracing::info!(leases = copied, outside_new_pools = outside, file = %path.display(), "configuration reloaded");

@@ -870,3 +870,64 @@ fn in_pool_reservations_are_skipped_not_a_dead_end() {
     let owner = [0xaa, 0xbb, 0xcc, 0, 0, 3];
     assert_eq!(dora(&mut h, owner).yiaddr(), Ipv4Addr::new(192, 0, 2, 12));
 }
+
+/// `config-reload` as the control socket runs it (`server::reload`), with a worker following the
+/// published state as the backends' workers do: the next DISCOVER after the reload is served from
+/// the new pool, the leases are kept, and a broken file is refused with its path while the
+/// running configuration keeps serving.
+#[test]
+fn a_reload_reaches_the_worker_and_a_broken_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let broken = dir.path().join("broken.json");
+    let cfg_a = config("", "");
+    std::fs::write(&a, &cfg_a).unwrap();
+    std::fs::write(
+        &b,
+        cfg_a.replace("192.0.2.10 - 192.0.2.19", "192.0.2.50 - 192.0.2.59"),
+    )
+    .unwrap();
+    std::fs::write(
+        &broken,
+        cfg_a.replace("\"valid-lifetime\": 4000", "\"valid-lifetime\": \"long\""),
+    )
+    .unwrap();
+    let loaded = xdhcp_config::load_file(&a).unwrap_or_else(|e| panic!("{e}"));
+    let ifaces = vec![(7, "test0".to_string())];
+    let first = xdhcp_dataplane::server::build_shared(&loaded.config, 1, ifaces.clone()).unwrap();
+    let current = Arc::new(arc_swap::ArcSwap::from_pointee(first));
+    let config = parking_lot::Mutex::new(loaded.config);
+    let sink = VecSink::default();
+    let mut h = Harness::new(&cfg_a);
+    h.worker = Worker::following(current.clone(), 0, Box::new(sink.clone()));
+    h.sink = sink;
+    let in_pool = |ip: Ipv4Addr, lo: u8, hi: u8| (lo..=hi).contains(&ip.octets()[3]);
+
+    let before = dora(&mut h, mac(1)).yiaddr();
+    assert!(in_pool(before, 10, 19), "{before}");
+
+    let msg = xdhcp_dataplane::server::reload(&current, &config, Some(&b), 1, &ifaces, None)
+        .unwrap_or_else(|e| panic!("reload refused: {e}"));
+    assert!(msg.contains("1 leases kept"), "{msg}");
+    let after = dora(&mut h, mac(2)).yiaddr();
+    assert!(
+        in_pool(after, 50, 59),
+        "new client after the reload got {after}"
+    );
+    let kept = current
+        .load()
+        .store
+        .get_by_addr4(before)
+        .expect("lease kept");
+    assert_eq!(kept.hwaddr.bytes[..6], mac(1));
+
+    let err = xdhcp_dataplane::server::reload(&current, &config, Some(&broken), 1, &ifaces, None)
+        .unwrap_err();
+    assert!(
+        err.contains("broken.json") && err.contains("valid-lifetime"),
+        "{err}"
+    );
+    let still = dora(&mut h, mac(3)).yiaddr();
+    assert!(in_pool(still, 50, 59), "after a refused reload got {still}");
+}
