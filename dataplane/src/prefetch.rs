@@ -7,11 +7,7 @@
 #[inline(always)]
 pub(crate) fn read<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults (any address is allowed) and changes no
-    // memory.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
-    };
+    hint::<{ std::arch::x86_64::_MM_HINT_T0 }, T>(p);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
@@ -21,10 +17,15 @@ pub(crate) fn read<T>(p: *const T) {
 #[inline(always)]
 pub(crate) fn write<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: as for `read`: a hint that never faults and changes no memory.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p.cast::<i8>())
-    };
+    hint::<{ std::arch::x86_64::_MM_HINT_ET0 }, T>(p);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn hint<const HINT: i32, T>(p: *const T) {
+    // SAFETY: a prefetch is only a hint: it never faults (any address is allowed) and changes no
+    // memory.
+    unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p.cast::<i8>()) };
 }

@@ -140,16 +140,22 @@ fn group_commit_from_several_producer_threads() {
     }
 }
 
+/// A journal whose thread sleeps through the test unless a producer wakes it (`wake`: when its
+/// queue of `capacity` passes half full), with the thread already asleep.
+fn sleeping_journal(dir: &Path, capacity: usize, wake: bool) -> Journal {
+    let mut c = cfg(dir);
+    c.queue_capacity = capacity;
+    c.idle_park = Duration::from_secs(20);
+    c.wake_when_half_full = wake;
+    let (j, _) = Journal::open(c).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    j
+}
+
 #[test]
 fn full_queue_returns_the_change_and_never_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cfg(dir.path());
-    c.queue_capacity = 4;
-    // A parked thread that does not come back by itself during the test.
-    c.idle_park = Duration::from_secs(20);
-    c.wake_when_half_full = false;
-    let (j, _) = Journal::open(c).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let j = sleeping_journal(dir.path(), 4, false);
     let p = j.producer();
     for i in 0..4 {
         assert!(p.has_room());
@@ -172,12 +178,8 @@ fn full_queue_returns_the_change_and_never_blocks() {
 #[test]
 fn a_queue_past_half_full_wakes_the_sleeping_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cfg(dir.path());
-    c.queue_capacity = 64;
     // Without the producers' wake-up nothing would be written for 20 s.
-    c.idle_park = Duration::from_secs(20);
-    let (j, _) = Journal::open(c).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let j = sleeping_journal(dir.path(), 64, true);
     let p = j.producer();
     // Below half full the writer is left asleep (no system call per change)...
     for i in 0..31 {
