@@ -385,8 +385,10 @@ pub(crate) fn run_loop<G: Exchanges, P: Port>(
     let mut idle = 0u32;
     let batch = cfg.batch.max(1);
     let timeout = cfg.timeout_ns;
+    let mut stalls = xdhcp_dataplane::backend::StallMeter::default();
     loop {
         let now = mono_ns();
+        stalls.observe(now);
         // Drain replies before sending more: a generator that falls behind must not starve its
         // own RX ring (open loop would otherwise send ever more while replies overflow).
         let sent_before = g.state().1.sent;
@@ -424,6 +426,7 @@ pub(crate) fn run_loop<G: Exchanges, P: Port>(
                 // Closed loop (or draining) waits for a reply; open loop sleeps until its
                 // next exchange is due, or a reply arrives.
                 let due = (cfg.rate > 0 && running).then(|| next_due_ns(t0, launched, cfg.rate));
+                stalls.sleeping();
                 idle_wait(port, mono_ns(), due);
             }
         } else {
@@ -466,6 +469,8 @@ pub(crate) fn run_loop<G: Exchanges, P: Port>(
         window: table.capacity() as u64,
         total_s,
         gen_cpu_s: crate::port::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9,
+        stalls: stalls.stalls,
+        stalled_us: stalls.stalled_ns / 1000,
     };
     Report::new(&run, *c, latency)
 }

@@ -142,6 +142,10 @@ pub struct RunInfo {
     /// CPU time the generator thread used over the whole run, seconds (system calls and the
     /// softirq work charged to it included).
     pub gen_cpu_s: f64,
+    /// Times the generator's loop lost its core (see `xdhcp_dataplane::backend::StallMeter`):
+    /// a reply that arrives meanwhile is timestamped late, so these are part of the latency.
+    pub stalls: u64,
+    pub stalled_us: u64,
 }
 
 /// The result of one run, as printed with `--json`.
@@ -162,6 +166,9 @@ pub struct Report {
     /// Generator CPU per frame sent or received, nanoseconds: what the generator costs,
     /// independent of how busy the machine was.
     pub gen_cpu_ns_per_frame: f64,
+    /// Times the generator lost its core for >= 0.5 ms while busy, and their total length.
+    pub gen_stalls: u64,
+    pub gen_stalled_us: u64,
     /// Timeouts + NAKs, and their share of the exchanges started.
     pub drops: u64,
     pub drop_pct: f64,
@@ -192,6 +199,8 @@ impl Report {
             } else {
                 (run.gen_cpu_s * 1e9 / (c.sent + c.received) as f64).round()
             },
+            gen_stalls: run.stalls,
+            gen_stalled_us: run.stalled_us,
             drops,
             drop_pct: if c.started == 0 {
                 0.0
@@ -237,6 +246,12 @@ impl Report {
         s.push_str(&format!(
             "  {:<22} {:>14.0}\n",
             "generator CPU ns/frame", self.gen_cpu_ns_per_frame
+        ));
+        s.push_str(&format!(
+            "  {:<22} {:>14} ({:.1} ms lost for >= 0.5 ms each)\n",
+            "generator stalls",
+            self.gen_stalls,
+            self.gen_stalled_us as f64 / 1000.0
         ));
         s.push_str(&format!(
             "  {:<22} p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n",
@@ -331,6 +346,8 @@ mod tests {
             window: 64,
             total_s: 2.5,
             gen_cpu_s: 0.004,
+            stalls: 2,
+            stalled_us: 4500,
         };
         let r = Report::new(&run, c, &Latencies::new());
         assert_eq!(r.exchanges_per_s, 495.0);
@@ -345,5 +362,9 @@ mod tests {
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["latency"]["p99_us"], 0.0);
         assert_eq!(j["counters"]["timeouts"], 8);
+        assert_eq!(
+            (j["gen_stalls"].as_u64(), j["gen_stalled_us"].as_u64()),
+            (Some(2), Some(4500))
+        );
     }
 }

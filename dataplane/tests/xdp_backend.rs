@@ -661,3 +661,65 @@ fn dhcpv6_to_the_multicast_group_reaches_the_worker() {
     assert!(q.rx_frames >= 1 && q.no_reply >= 1, "{q:?}");
     backend.stop().unwrap();
 }
+
+/// Takes `cpu` from everything else for `spin` with a real-time thread, as a kernel thread that
+/// cannot be preempted or the hypervisor would.
+fn take_cpu(cpu: usize, spin: Duration) {
+    std::thread::spawn(move || {
+        sys::pin_current_thread(cpu).expect("pin the real-time thread");
+        let p = libc::sched_param { sched_priority: 1 };
+        // SAFETY: sets this thread's own policy from a parameter we own.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) };
+        assert_eq!(
+            r,
+            0,
+            "SCHED_FIFO needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        let t = std::time::Instant::now();
+        while t.elapsed() < spin {
+            std::hint::spin_loop();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_worker_that_loses_its_core_while_polling_counts_a_stall_and_its_own_sleep_is_none() {
+    let lab = Lab::new("st", 1);
+    let counts = Counts::new(1);
+    let stalls = |b: &XdpBackend| {
+        let q = b.stats().unwrap().queues[0].1;
+        (q.worker_stalls, q.worker_stalled_us)
+    };
+
+    // Idle with short spins and long sleeps in poll: sleeping is the worker's own choice.
+    let mut cfg = config(AttachMode::Native);
+    cfg.poll_timeout_ms = 200;
+    let backend = start(&lab, &cfg, &counts).expect("backend starts");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(stalls(&backend), (0, 0), "poll sleeps are not stalls");
+    backend.stop().unwrap();
+
+    // Busy-polling (as under load) while something else takes its core three times for 5 ms.
+    let mut cfg = config(AttachMode::Native);
+    cfg.idle_spin = Duration::from_secs(600);
+    let backend = start(&lab, &cfg, &counts).expect("backend starts");
+    let cpu = backend.queues()[0].cpu;
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        take_cpu(cpu, Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (n, us) = stalls(&backend);
+    assert!(n >= 3, "three 5 ms losses of the core, {n} stalls counted");
+    assert!(us >= 15_000, "at least 15 ms stalled, {us} µs counted");
+    // The totals reach the statistics the control socket lists.
+    let mut out = Vec::new();
+    xdhcp_dataplane::engine::stats::StatsSource::collect(&*backend.stats_source(), &mut out);
+    let get = |name: &str| out.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert_eq!(get("xdhcp-xsk-worker-stalls"), Some(n));
+    assert_eq!(get("xdhcp-xsk-worker-stalled-us"), Some(us));
+    backend.stop().unwrap();
+}

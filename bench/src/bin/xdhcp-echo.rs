@@ -14,6 +14,7 @@ use std::sync::Arc;
 use xdhcp_bench::frames::{set_ip_checksum, set_udp_checksum, IP_OFF, UDP_OFF};
 use xdhcp_bench::port::{mono_ns, pin, XdpPort, XdpPortConfig};
 use xdhcp_dataplane::backend::xdp::xsk::XdpDesc;
+use xdhcp_dataplane::backend::StallMeter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,7 +104,11 @@ fn run(a: Args) -> anyhow::Result<()> {
     let (mut echoed, mut dropped, mut ignored) = (0u64, 0u64, 0u64);
     let mut idle = 0u32;
     let single = port.sockets().len() == 1;
+    // The same stall count as the xdhcp worker's, so a half-rate run can tell the lab's stalls
+    // (the same in both) from the server's.
+    let mut stalls = StallMeter::default();
     while !stop.load(Ordering::Relaxed) {
+        stalls.observe(mono_ns());
         let mut got = 0;
         for s in port.sockets() {
             let n = s.recv(&mut descs);
@@ -141,6 +146,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                 s.tx_flush();
                 s.refill();
             }
+            stalls.sleeping();
             if single {
                 let _ = port.sockets()[0].poll_rx(100);
             } else {
@@ -152,7 +158,9 @@ fn run(a: Args) -> anyhow::Result<()> {
     }
     let (full, empty) = port.kernel_drops();
     eprintln!(
-        "xdhcp-echo: echoed {echoed}, tx ring full {dropped}, not UDP/IPv4 {ignored}, kernel rx drops {full} (ring full) {empty} (fill empty)"
+        "xdhcp-echo: echoed {echoed}, tx ring full {dropped}, not UDP/IPv4 {ignored}, kernel rx drops {full} (ring full) {empty} (fill empty), worker-stalls {} worker-stalled-us {}",
+        stalls.stalls,
+        stalls.stalled_ns / 1000
     );
     Ok(())
 }

@@ -47,6 +47,51 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Notices when a busy-polling loop lost its core: two consecutive looks at the clock at least
+/// [`StallMeter::THRESHOLD_NS`] apart with no sleep of the loop's own between them mean that
+/// something else had the CPU (another thread, a kernel thread, an interrupt storm, or the
+/// hypervisor running another guest) while requests waited in the ring. A loop iteration handles
+/// one batch, far below the threshold, so what is counted is time taken from the loop, not work it
+/// did. This is what a latency tail on a shared or virtualised host is made of, counted where it
+/// happens: the AF_XDP workers publish it (`worker-stalls`, `worker-stalled-us`) and the
+/// benchmark's raw echo reports the same, so a run can tell the lab's stalls from the server's.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StallMeter {
+    /// The previous look at the clock; 0 after [`StallMeter::sleeping`].
+    last_ns: u64,
+    /// Gaps counted.
+    pub stalls: u64,
+    /// Their total length.
+    pub stalled_ns: u64,
+}
+
+impl StallMeter {
+    /// Half the latency target (1 ms at the 99th percentile for a DORA, two round trips): a gap
+    /// this long alone can put a round trip out of it.
+    pub const THRESHOLD_NS: u64 = 500_000;
+
+    /// Called with every look at the monotonic clock the loop takes anyway; true when this look
+    /// ended a stall.
+    #[inline]
+    pub fn observe(&mut self, now_ns: u64) -> bool {
+        let gap = now_ns.saturating_sub(self.last_ns);
+        let stalled = self.last_ns != 0 && gap >= Self::THRESHOLD_NS;
+        if stalled {
+            self.stalls += 1;
+            self.stalled_ns += gap;
+        }
+        self.last_ns = now_ns;
+        stalled
+    }
+
+    /// Called before the loop sleeps (poll with a timeout): the time until the next
+    /// [`StallMeter::observe`] is the loop's own choice, not a stall.
+    #[inline]
+    pub fn sleeping(&mut self) {
+        self.last_ns = 0;
+    }
+}
+
 /// The scheduler time slice a worker asks for (see [`request_short_slice`]).
 pub const WORKER_SLICE: std::time::Duration = std::time::Duration::from_micros(100);
 
@@ -145,5 +190,50 @@ pub trait FrameHandler: Send {
     /// once when the worker starts. `None` (the default): replies are never parked.
     fn sync_link(&mut self) -> Option<crate::syncrepl::SyncLink> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StallMeter;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_gap_in_a_busy_loop_is_a_stall_and_a_sleep_is_not() {
+        let mut m = StallMeter::default();
+        // Busy iterations 10 µs apart: nothing.
+        for i in 0..100 {
+            assert!(!m.observe(1_000 * MS + i * 10_000));
+        }
+        assert_eq!((m.stalls, m.stalled_ns), (0, 0));
+        // The loop lost its core for 4 ms (a scheduler tick), then for exactly the threshold.
+        let t = 1_000 * MS + 99 * 10_000;
+        assert!(m.observe(t + 4 * MS));
+        assert!(m.observe(t + 4 * MS + StallMeter::THRESHOLD_NS));
+        assert_eq!(m.stalls, 2);
+        assert_eq!(m.stalled_ns, 4 * MS + StallMeter::THRESHOLD_NS);
+        // Just under the threshold: not counted.
+        let t = t + 4 * MS + StallMeter::THRESHOLD_NS;
+        m.observe(t + StallMeter::THRESHOLD_NS - 1);
+        assert_eq!(m.stalls, 2);
+        // A sleep of the loop's own, however long, is not a stall; counting resumes after it.
+        m.sleeping();
+        m.observe(t + 100 * MS);
+        assert_eq!(m.stalls, 2);
+        m.observe(t + 100 * MS + 2 * MS);
+        assert_eq!(
+            (m.stalls, m.stalled_ns),
+            (3, 6 * MS + StallMeter::THRESHOLD_NS)
+        );
+    }
+
+    #[test]
+    fn the_first_look_and_a_clock_going_nowhere_count_nothing() {
+        let mut m = StallMeter::default();
+        m.observe(5_000 * MS);
+        m.observe(5_000 * MS);
+        m.observe(4_000 * MS); // never for CLOCK_MONOTONIC; saturates rather than wraps
+        assert_eq!((m.stalls, m.stalled_ns), (0, 0));
     }
 }

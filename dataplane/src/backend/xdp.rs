@@ -180,6 +180,8 @@ pub struct QueueStats {
     kernel_rx_dropped: AtomicU64,
     kernel_rx_ring_full: AtomicU64,
     kernel_fill_empty: AtomicU64,
+    worker_stalls: AtomicU64,
+    worker_stalled_us: AtomicU64,
 }
 
 /// A reading of [`QueueStats`].
@@ -205,6 +207,17 @@ pub struct QueueSnapshot {
     pub kernel_rx_dropped: u64,
     pub kernel_rx_ring_full: u64,
     pub kernel_fill_empty: u64,
+    /// Times the worker lost its core for at least half a millisecond while busy-polling (see
+    /// [`super::StallMeter`]), and their total length.
+    pub worker_stalls: u64,
+    pub worker_stalled_us: u64,
+}
+
+impl QueueSnapshot {
+    fn count_stalls(&mut self, m: &super::StallMeter) {
+        self.worker_stalls = m.stalls;
+        self.worker_stalled_us = m.stalled_ns / 1000;
+    }
 }
 
 impl QueueStats {
@@ -224,6 +237,8 @@ impl QueueStats {
             kernel_rx_dropped: r(&self.kernel_rx_dropped),
             kernel_rx_ring_full: r(&self.kernel_rx_ring_full),
             kernel_fill_empty: r(&self.kernel_fill_empty),
+            worker_stalls: r(&self.worker_stalls),
+            worker_stalled_us: r(&self.worker_stalled_us),
         }
     }
 
@@ -242,6 +257,8 @@ impl QueueStats {
         w(&self.kernel_rx_dropped, s.kernel_rx_dropped);
         w(&self.kernel_rx_ring_full, s.kernel_rx_ring_full);
         w(&self.kernel_fill_empty, s.kernel_fill_empty);
+        w(&self.worker_stalls, s.worker_stalls);
+        w(&self.worker_stalled_us, s.worker_stalled_us);
     }
 }
 
@@ -667,6 +684,7 @@ fn run_worker(
     let mut last_tick = now.mono_ns;
     // When the RX ring was first seen empty in the current idle stretch.
     let mut idle_since: Option<u64> = None;
+    let mut stalls = super::StallMeter::default();
     let mut parking = handler.sync_link().map(|link| XdpParking {
         q: crate::syncrepl::ParkQueue::new(link.capacity.min(p.max_parked), link.timeout_ns),
         link,
@@ -679,6 +697,10 @@ fn run_worker(
         let n = sock.recv(&mut descs);
         if n == 0 {
             let t = super::mono_ns();
+            if stalls.observe(t) {
+                local.count_stalls(&stalls);
+                stats.publish(&local);
+            }
             let since = *idle_since.get_or_insert(t);
             if t - since >= p.idle_spin_ns {
                 idle_since = None;
@@ -692,6 +714,7 @@ fn run_worker(
                 } else {
                     p.poll_timeout_ms
                 };
+                stalls.sleeping();
                 if let Err(e) = sock.poll_rx(timeout) {
                     tracing::warn!(queue = ctx.queue, error = %e, "poll on AF_XDP socket failed");
                     std::thread::sleep(Duration::from_millis(p.poll_timeout_ms as u64));
@@ -705,6 +728,9 @@ fn run_worker(
         }
         idle_since = None;
         now = Now::read();
+        if stalls.observe(now.mono_ns) {
+            local.count_stalls(&stalls);
+        }
         // The kernel copied these frames in on another CPU (the sender's, in copy mode): start
         // pulling every frame's headers and first options into this core's cache now, so the
         // misses overlap instead of stalling each frame's parse in turn.
@@ -807,7 +833,7 @@ struct XdpStatsSource {
 }
 
 /// `(name, value)` of every socket counter: the kernel's first, then the worker's.
-fn queue_counters(k: &xsk::XskKernelStats, q: &QueueSnapshot) -> [(&'static str, u64); 14] {
+fn queue_counters(k: &xsk::XskKernelStats, q: &QueueSnapshot) -> [(&'static str, u64); 16] {
     [
         ("rx-dropped", k.rx_dropped),
         ("rx-invalid-descs", k.rx_invalid_descs),
@@ -823,6 +849,8 @@ fn queue_counters(k: &xsk::XskKernelStats, q: &QueueSnapshot) -> [(&'static str,
         ("tx-no-frame", q.tx_no_frame),
         ("tx-wakeups", q.tx_wakeups),
         ("tx-wakeup-busy", q.tx_wakeup_busy),
+        ("worker-stalls", q.worker_stalls),
+        ("worker-stalled-us", q.worker_stalled_us),
     ]
 }
 
