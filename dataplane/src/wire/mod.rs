@@ -102,16 +102,32 @@ impl DropReason {
     }
 }
 
-/// Internet checksum (RFC 1071) over `data`, starting from a partial sum.
-pub fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+/// Internet checksum (RFC 1071) over `data`, starting from a partial sum; `data` starts at an
+/// even offset of what is checksummed, as with every caller.
+///
+/// Every reply is checksummed in full (AF_XDP has no offload), so this is on the hot path. It
+/// adds 32-bit words in the machine's byte order into 64 bits and turns the folded sum into
+/// network order once at the end: the ones'-complement sum does not depend on byte order
+/// (RFC 1071 section 2(B)), and without a byte swap per word the loop becomes wide vector adds.
+pub fn checksum_add(sum: u32, data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
+    let rest = words.remainder();
+    if rest.len() >= 2 {
+        acc += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
     }
-    sum
+    if rest.len() % 2 == 1 {
+        // An odd last byte is the high byte of a word padded with zero (network order).
+        acc += u64::from(u16::from_ne_bytes([rest[rest.len() - 1], 0]));
+    }
+    // Folding keeps the sum modulo 0xffff and keeps it non-zero if it was.
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    sum + u32::from(u16::from_be(acc as u16))
 }
 
 /// Fold a partial sum into the final one's-complement checksum.
@@ -120,4 +136,53 @@ pub fn checksum_finish(mut sum: u32) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{checksum_add, checksum_finish};
+    use proptest::prelude::*;
+
+    /// RFC 1071 as written: 16-bit words in network order, one at a time.
+    fn reference(mut sum: u32, data: &[u8]) -> u32 {
+        let mut words = data.chunks_exact(2);
+        for w in &mut words {
+            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        if let [last] = words.remainder() {
+            sum += u32::from(*last) << 8;
+        }
+        sum
+    }
+
+    #[test]
+    fn known_ipv4_header_checksum() {
+        // The example header of RFC 1071's usual illustration (checksum field zeroed): 0xb861.
+        let h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum_finish(checksum_add(0, &h)), 0xb861);
+        assert_eq!(checksum_finish(checksum_add(0, &[])), 0xffff);
+        assert_eq!(checksum_finish(checksum_add(0, &[0, 0, 0])), 0xffff);
+        // Words that sum to a multiple of 0xffff: negative zero, as the reference gives it.
+        assert_eq!(checksum_finish(checksum_add(0, &[0xff, 0xff])), 0);
+        assert_eq!(
+            checksum_finish(checksum_add(0, &[0xff, 0xff, 0xff, 0xff, 0xff])),
+            0x00ff
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_reference_for_any_data_length_and_start(
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            start in 0u32..0x20_0000,
+        ) {
+            prop_assert_eq!(
+                checksum_finish(checksum_add(start, &data)),
+                checksum_finish(reference(start, &data))
+            );
+        }
+    }
 }
