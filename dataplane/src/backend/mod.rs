@@ -53,8 +53,9 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
 /// hypervisor running another guest) while requests waited in the ring. A loop iteration handles
 /// one batch, far below the threshold, so what is counted is time taken from the loop, not work it
 /// did. This is what a latency tail on a shared or virtualised host is made of, counted where it
-/// happens: the AF_XDP workers publish it (`worker-stalls`, `worker-stalled-us`) and the
-/// benchmark's raw echo reports the same, so a run can tell the lab's stalls from the server's.
+/// happens: the AF_XDP workers publish it (`worker-stalls`, `worker-stalled-us`), and the
+/// benchmark's raw echo and load generator report the same, so a run can tell the lab's stalls
+/// from the server's.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StallMeter {
     /// The previous look at the clock; 0 after [`StallMeter::sleeping`].
