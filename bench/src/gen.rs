@@ -14,7 +14,7 @@ use crate::frames::{
 };
 use crate::port::{idle_wait, mono_ns, next_due_ns, Port};
 use crate::stats::{Counters, Latencies, Report, RunInfo};
-use crate::track::{Mismatch, Stage, Table};
+use crate::track::{Mismatch, Slot, Stage, Table};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What each exchange is.
@@ -93,6 +93,37 @@ impl Rng {
     }
 }
 
+/// The exchange in flight that a reply with `xid` answers, if it waits for a reply at one of the
+/// `expected` stages, with the slot's state (DHCPv4 and DHCPv6 generators alike). A reply that
+/// matches nothing or comes at the wrong stage is counted and gives `None`; a matched reply to a
+/// measured exchange counts as a reply and records its round trip.
+pub(crate) fn match_reply(
+    table: &Table,
+    counters: &mut Counters,
+    latency: &mut Latencies,
+    xid: u32,
+    expected: &[Stage],
+    now: u64,
+) -> Option<(u32, Slot)> {
+    let slot = match table.find(xid, expected) {
+        Ok(s) => s,
+        Err(Mismatch::Unknown) => {
+            counters.unknown_xid += 1;
+            return None;
+        }
+        Err(Mismatch::WrongStage) => {
+            counters.wrong_stage += 1;
+            return None;
+        }
+    };
+    let s = *table.get(slot);
+    if s.measured {
+        counters.replies += 1;
+        latency.round_trip.record(now.saturating_sub(s.sent_ns));
+    }
+    Some((slot, s))
+}
+
 /// The state of one run, kept apart from the port so the reply handling is testable alone.
 pub struct Generator<'t> {
     cfg: GenConfig,
@@ -166,24 +197,16 @@ impl<'t> Generator<'t> {
                 return;
             }
         };
-        let slot = match self.table.find(r.xid, expected) {
-            Ok(s) => s,
-            Err(Mismatch::Unknown) => {
-                self.counters.unknown_xid += 1;
-                return;
-            }
-            Err(Mismatch::WrongStage) => {
-                self.counters.wrong_stage += 1;
-                return;
-            }
+        let Some((slot, s)) = match_reply(
+            &self.table,
+            &mut self.counters,
+            &mut self.latency,
+            r.xid,
+            expected,
+            now,
+        ) else {
+            return;
         };
-        let s = *self.table.get(slot);
-        if s.measured {
-            self.counters.replies += 1;
-            self.latency
-                .round_trip
-                .record(now.saturating_sub(s.sent_ns));
-        }
         if echo || r.msg_type == MSG_ACK {
             self.table.finish(slot);
             if s.measured {

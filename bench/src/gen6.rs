@@ -17,10 +17,10 @@ use crate::frames::client_mac;
 use crate::frames6::{
     parse_reply6, Fields6, Kind6, Templates6, CLIENT_PORT, MAX_DUID, MSG_ADVERTISE, MSG_REPLY,
 };
-use crate::gen::{run_loop, Exchanges, GenConfig, RX_ROUNDS};
+use crate::gen::{match_reply, run_loop, Exchanges, GenConfig, RX_ROUNDS};
 use crate::port::Port;
 use crate::stats::{Counters, Latencies, Report};
-use crate::track::{Mismatch, Stage, Table};
+use crate::track::{Stage, Table};
 use std::sync::atomic::AtomicBool;
 
 /// DHCPv6 transaction ids are 24 bits.
@@ -103,24 +103,16 @@ impl<'t> Generator6<'t> {
                 return;
             }
         };
-        let slot = match self.table.find(r.xid, expected) {
-            Ok(s) => s,
-            Err(Mismatch::Unknown) => {
-                self.counters.unknown_xid += 1;
-                return;
-            }
-            Err(Mismatch::WrongStage) => {
-                self.counters.wrong_stage += 1;
-                return;
-            }
+        let Some((slot, s)) = match_reply(
+            &self.table,
+            &mut self.counters,
+            &mut self.latency,
+            r.xid,
+            expected,
+            now,
+        ) else {
+            return;
         };
-        let s = *self.table.get(slot);
-        if s.measured {
-            self.counters.replies += 1;
-            self.latency
-                .round_trip
-                .record(now.saturating_sub(s.sent_ns));
-        }
         let lt = self.templates.lease_type();
         let usable_sid = !r.server_id.is_empty() && r.server_id.len() <= MAX_DUID;
         if !r.grants(lt) || (r.msg_type == MSG_ADVERTISE && !usable_sid) {
