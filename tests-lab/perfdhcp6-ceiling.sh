@@ -21,8 +21,10 @@
 # its drop time (1 s), is perfdhcp's: perfdhcp was past what it can sustain, so the run is repeated once at
 # 90% of the rate it really sent (still its ceiling within 10%) and judged strictly there.
 #
-# As in scripts/bench, the server's worker and perfdhcp get a core each: xdhcp pins its first worker to the
-# first CPU, perfdhcp runs on the last (XD_V6_CEIL_PERFDHCP_CPU).
+# As in scripts/bench, the server's worker and perfdhcp get a core each: xdhcp runs one worker (the socket
+# backend would otherwise start one per CPU, and its packet-fanout group would hand every other request to
+# the worker sharing perfdhcp's core, so the result hung on how the two were scheduled), pinned to the first
+# CPU; perfdhcp runs on the last (XD_V6_CEIL_PERFDHCP_CPU).
 #
 # Knobs (environment): XD_V6_CEIL_RATE (50000), XD_V6_CEIL_RING (8192), XD_V6_CEIL_PERIOD (20 s), XD_V6_CEIL_BACKENDS ("xdp socket"),
 # XD_BIN (the xdhcp binary, release build by default), XD_PERFDHCP_RCVBUF (see scripts/lib/perfdhcp.sh).
@@ -77,7 +79,7 @@ cat >"$SRV_CONFIG" <<EOF
     "control-socket": { "socket-type": "unix", "socket-name": "$SRV_SOCKET" },
     "lease-database": { "type": "memfile", "persist": true, "name": "$LAB_DIR/leases6.csv", "lfc-interval": 0 },
     "data-directory": "$LAB_DIR",
-    "user-context": { "xdhcp": { "ring-size": $RING, "frame-count": $((RING * 4)) } },
+    "user-context": { "xdhcp": { "ring-size": $RING, "frame-count": $((RING * 4)), "workers": 1 } },
     "preferred-lifetime": 3000, "valid-lifetime": 4000, "renew-timer": 1000, "rebind-timer": 2000,
     "subnet6": [ { "id": 1, "subnet": "2001:db8:64::/64", "interface": "xd-s0",
         "pools": [ { "pool": "2001:db8:64::/80" } ],
