@@ -1,8 +1,9 @@
 //! Frame and DHCPv4 parsing on arbitrary bytes: must never panic, and every accessor of an
-//! accepted message must stay in bounds.
+//! accepted message must stay in bounds. The prefetch hint's peek likewise, and it accepts nothing
+//! the full parse refuses at first sight.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use xdhcp_dataplane::wire::dhcp4::{Dhcp4Scratch, Dhcp4View};
+use xdhcp_dataplane::wire::dhcp4::{Dhcp4KeyHint, Dhcp4Scratch, Dhcp4View};
 use xdhcp_dataplane::wire::frame::parse_udp_frame;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,8 +16,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // ...and as a bare DHCP payload (the UDP backend's view).
+    let hint = Dhcp4KeyHint::peek(data);
     if let Ok(v) = Dhcp4View::parse(data, &mut scratch) {
         touch(&v);
+        let h = hint.expect("the hint peeks at whatever the full parse accepts");
+        assert_eq!(
+            (h.htype, h.chaddr, h.ciaddr, h.giaddr),
+            (v.htype(), v.chaddr(), v.ciaddr(), v.giaddr())
+        );
     }
 });
 

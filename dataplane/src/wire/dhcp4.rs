@@ -110,6 +110,54 @@ impl Dhcp4Scratch {
         self.concat_len = 0;
     }
 }
+/// What a request's client key is made of, read without indexing its options: for the prefetch
+/// hint, which runs for every frame of a batch before any is handled. Never panics on any input.
+/// It may differ from what [`Dhcp4View`] finds (it looks only at the first option 61 in the
+/// options field, not at repeats or the overloaded `file`/`sname` fields): a wrong hint only
+/// wastes a prefetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dhcp4KeyHint<'a> {
+    pub htype: u8,
+    pub chaddr: &'a [u8],
+    pub ciaddr: Ipv4Addr,
+    pub giaddr: Ipv4Addr,
+    /// The first option 61's payload, if present and not empty.
+    pub client_id: Option<&'a [u8]>,
+}
+
+impl<'a> Dhcp4KeyHint<'a> {
+    /// `None` for anything [`Dhcp4View::parse`] would refuse at first sight (too short, no magic
+    /// cookie, hlen over 16).
+    pub fn peek(pkt: &'a [u8]) -> Option<Dhcp4KeyHint<'a>> {
+        if pkt.len() < FIXED_LEN + 4 || pkt[FIXED_LEN..FIXED_LEN + 4] != MAGIC || pkt[2] > 16 {
+            return None;
+        }
+        let mut client_id = None;
+        let mut i = FIXED_LEN + 4;
+        while let Some(&code) = pkt.get(i) {
+            match code {
+                OPT_PAD => i += 1,
+                OPT_END => break,
+                _ => {
+                    let len = usize::from(*pkt.get(i + 1)?);
+                    let body = pkt.get(i + 2..i + 2 + len)?;
+                    if code == OPT_CLIENT_ID {
+                        client_id = Some(body).filter(|b| !b.is_empty());
+                        break;
+                    }
+                    i += 2 + len;
+                }
+            }
+        }
+        Some(Dhcp4KeyHint {
+            htype: pkt[1],
+            chaddr: &pkt[28..28 + usize::from(pkt[2])],
+            ciaddr: ip_at(pkt, 12),
+            giaddr: ip_at(pkt, 24),
+            client_id,
+        })
+    }
+}
 
 /// A validated DHCPv4 message borrowing the packet bytes.
 pub struct Dhcp4View<'a> {
@@ -554,6 +602,47 @@ mod tests {
             Dhcp4View::parse(&bad, &mut s).err(),
             Some(DropReason::BadOptions)
         );
+    }
+
+    #[test]
+    fn key_hint_reads_what_the_view_reads_and_never_panics() {
+        let with_id = RequestBuilder::new(MessageType::Request, 7, [1, 2, 3, 4, 5, 6])
+            .option(OPT_PRL, &[1, 3, 6])
+            .option(OPT_CLIENT_ID, &[1, 1, 2, 3])
+            .build();
+        let without = RequestBuilder::new(MessageType::Discover, 8, [9; 6])
+            .option(OPT_PRL, &[1, 3])
+            .build();
+        let mut s = Dhcp4Scratch::default();
+        for pkt in [&with_id, &without] {
+            let hint = Dhcp4KeyHint::peek(pkt).expect("a well-formed request");
+            let v = Dhcp4View::parse(pkt, &mut s).unwrap();
+            assert_eq!(hint.htype, v.htype());
+            assert_eq!(hint.chaddr, v.chaddr());
+            assert_eq!(hint.ciaddr, v.ciaddr());
+            assert_eq!(hint.giaddr, v.giaddr());
+            assert_eq!(hint.client_id, v.client_id());
+        }
+        assert_eq!(
+            Dhcp4KeyHint::peek(&with_id).unwrap().client_id,
+            Some(&[1, 1, 2, 3][..])
+        );
+        // What the view refuses at first sight, the hint refuses too.
+        let mut bad = with_id.clone();
+        bad[FIXED_LEN] = 0;
+        assert_eq!(Dhcp4KeyHint::peek(&bad), None);
+        let mut bad = with_id.clone();
+        bad[2] = 17;
+        assert_eq!(Dhcp4KeyHint::peek(&bad), None);
+        // Every truncation, and an option length running past the end: no panic, and no client
+        // id read out of bounds.
+        for n in 0..with_id.len() {
+            let _ = Dhcp4KeyHint::peek(&with_id[..n]);
+        }
+        let mut bad = with_id.clone();
+        let l = bad.len();
+        bad[l - 5] = 200;
+        let _ = Dhcp4KeyHint::peek(&bad);
     }
 
     #[test]
