@@ -93,37 +93,6 @@ impl Rng {
     }
 }
 
-/// The exchange in flight that a reply with `xid` answers, if it waits for a reply at one of the
-/// `expected` stages, with the slot's state (DHCPv4 and DHCPv6 generators alike). A reply that
-/// matches nothing or comes at the wrong stage is counted and gives `None`; a matched reply to a
-/// measured exchange counts as a reply and records its round trip.
-pub(crate) fn match_reply(
-    table: &Table,
-    counters: &mut Counters,
-    latency: &mut Latencies,
-    xid: u32,
-    expected: &[Stage],
-    now: u64,
-) -> Option<(u32, Slot)> {
-    let slot = match table.find(xid, expected) {
-        Ok(s) => s,
-        Err(Mismatch::Unknown) => {
-            counters.unknown_xid += 1;
-            return None;
-        }
-        Err(Mismatch::WrongStage) => {
-            counters.wrong_stage += 1;
-            return None;
-        }
-    };
-    let s = *table.get(slot);
-    if s.measured {
-        counters.replies += 1;
-        latency.round_trip.record(now.saturating_sub(s.sent_ns));
-    }
-    Some((slot, s))
-}
-
 /// The state of one run, kept apart from the port so the reply handling is testable alone.
 pub struct Generator<'t> {
     cfg: GenConfig,
@@ -197,14 +166,7 @@ impl<'t> Generator<'t> {
                 return;
             }
         };
-        let Some((slot, s)) = match_reply(
-            &self.table,
-            &mut self.counters,
-            &mut self.latency,
-            r.xid,
-            expected,
-            now,
-        ) else {
+        let Some((slot, s)) = self.match_reply(r.xid, expected, now) else {
             return;
         };
         if echo || r.msg_type == MSG_ACK {
@@ -359,8 +321,8 @@ impl Exchanges for Generator<'_> {
     fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64 {
         Generator::start_new(self, port, n, now, measured)
     }
-    fn state(&mut self) -> (&mut Table, &mut Counters, &Latencies) {
-        (&mut self.table, &mut self.counters, &self.latency)
+    fn state(&mut self) -> (&mut Table, &mut Counters, &mut Latencies) {
+        (&mut self.table, &mut self.counters, &mut self.latency)
     }
     fn mode_name(&self) -> String {
         match self.cfg.mode {
@@ -386,9 +348,34 @@ pub(crate) trait Exchanges {
     /// window was full, in open loop, which also counts as handled).
     fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64;
     /// The exchange table, the counters and the latency histograms.
-    fn state(&mut self) -> (&mut Table, &mut Counters, &Latencies);
+    fn state(&mut self) -> (&mut Table, &mut Counters, &mut Latencies);
     /// The run's mode as the report names it.
     fn mode_name(&self) -> String;
+
+    /// The exchange in flight that a reply with `xid` answers, if it waits for a reply at one of
+    /// the `expected` stages, with the slot's state. A reply that matches nothing or comes at the
+    /// wrong stage is counted and gives `None`; a matched reply to a measured exchange counts as a
+    /// reply and records its round trip.
+    fn match_reply(&mut self, xid: u32, expected: &[Stage], now: u64) -> Option<(u32, Slot)> {
+        let (table, counters, latency) = self.state();
+        let slot = match table.find(xid, expected) {
+            Ok(s) => s,
+            Err(Mismatch::Unknown) => {
+                counters.unknown_xid += 1;
+                return None;
+            }
+            Err(Mismatch::WrongStage) => {
+                counters.wrong_stage += 1;
+                return None;
+            }
+        };
+        let s = *table.get(slot);
+        if s.measured {
+            counters.replies += 1;
+            latency.round_trip.record(now.saturating_sub(s.sent_ns));
+        }
+        Some((slot, s))
+    }
 }
 
 /// The measurement loop both families share; see the module documentation.

@@ -17,7 +17,7 @@ use crate::frames::client_mac;
 use crate::frames6::{
     parse_reply6, Fields6, Kind6, Templates6, CLIENT_PORT, MAX_DUID, MSG_ADVERTISE, MSG_REPLY,
 };
-use crate::gen::{match_reply, run_loop, Exchanges, GenConfig, RX_ROUNDS};
+use crate::gen::{run_loop, Exchanges, GenConfig, RX_ROUNDS};
 use crate::port::Port;
 use crate::stats::{Counters, Latencies, Report};
 use crate::track::{Stage, Table};
@@ -103,14 +103,7 @@ impl<'t> Generator6<'t> {
                 return;
             }
         };
-        let Some((slot, s)) = match_reply(
-            &self.table,
-            &mut self.counters,
-            &mut self.latency,
-            r.xid,
-            expected,
-            now,
-        ) else {
+        let Some((slot, s)) = self.match_reply(r.xid, expected, now) else {
             return;
         };
         let lt = self.templates.lease_type();
@@ -261,8 +254,8 @@ impl Exchanges for Generator6<'_> {
     fn start_new<P: Port>(&mut self, port: &mut P, n: u64, now: u64, measured: bool) -> u64 {
         Generator6::start_new(self, port, n, now, measured)
     }
-    fn state(&mut self) -> (&mut Table, &mut Counters, &Latencies) {
-        (&mut self.table, &mut self.counters, &self.latency)
+    fn state(&mut self) -> (&mut Table, &mut Counters, &mut Latencies) {
+        (&mut self.table, &mut self.counters, &mut self.latency)
     }
     fn mode_name(&self) -> String {
         format!("sarr6 ({})", self.templates.lease_type().name())
