@@ -110,6 +110,22 @@ impl Dhcp4Scratch {
         self.concat_len = 0;
     }
 }
+
+/// The checks every reading of a message starts with: the fixed header and the magic cookie are
+/// there, and `hlen` fits the 16-byte `chaddr` field.
+fn check_fixed(pkt: &[u8]) -> Result<(), DropReason> {
+    if pkt.len() < FIXED_LEN + 4 {
+        return Err(DropReason::DhcpTooShort);
+    }
+    if pkt[FIXED_LEN..FIXED_LEN + 4] != MAGIC {
+        return Err(DropReason::BadMagicCookie);
+    }
+    if pkt[2] > 16 {
+        return Err(DropReason::BadHardwareAddress);
+    }
+    Ok(())
+}
+
 /// What a request's client key is made of, read without indexing its options: for the prefetch
 /// hint, which runs for every frame of a batch before any is handled. Never panics on any input.
 /// It may differ from what [`Dhcp4View`] finds (it looks only at the first option 61 in the
@@ -126,12 +142,9 @@ pub struct Dhcp4KeyHint<'a> {
 }
 
 impl<'a> Dhcp4KeyHint<'a> {
-    /// `None` for anything [`Dhcp4View::parse`] would refuse at first sight (too short, no magic
-    /// cookie, hlen over 16).
+    /// `None` for anything [`Dhcp4View::parse`] refuses at first sight (the same checks).
     pub fn peek(pkt: &'a [u8]) -> Option<Dhcp4KeyHint<'a>> {
-        if pkt.len() < FIXED_LEN + 4 || pkt[FIXED_LEN..FIXED_LEN + 4] != MAGIC || pkt[2] > 16 {
-            return None;
-        }
+        check_fixed(pkt).ok()?;
         let mut client_id = None;
         let mut i = FIXED_LEN + 4;
         while let Some(&code) = pkt.get(i) {
@@ -180,15 +193,7 @@ impl<'a> Dhcp4View<'a> {
         scratch: &'a mut Dhcp4Scratch,
     ) -> Result<Dhcp4View<'a>, DropReason> {
         scratch.reset();
-        if pkt.len() < FIXED_LEN + 4 {
-            return Err(DropReason::DhcpTooShort);
-        }
-        if pkt[FIXED_LEN..FIXED_LEN + 4] != MAGIC {
-            return Err(DropReason::BadMagicCookie);
-        }
-        if pkt[2] > 16 {
-            return Err(DropReason::BadHardwareAddress);
-        }
+        check_fixed(pkt)?;
         let mut overload = 0u8;
         index_options(pkt, FIXED_LEN + 4, pkt.len(), scratch, &mut overload)?;
         // RFC 2132 §9.3: options continue in `file` (1), `sname` (2) or both (3), file first.
